@@ -1,0 +1,31 @@
+"""Tiny timing harness: medians of repeated runs and a plain-text table."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def timeit(func, repeat: int = 5, warmup: int = 1) -> tuple[float, float]:
+    """(first-call seconds, median seconds of `repeat` calls after `warmup` calls)."""
+    start = time.perf_counter()
+    func()
+    first = time.perf_counter() - start
+    for _ in range(max(warmup - 1, 0)):
+        func()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def print_table(headers, rows) -> None:
+    cells = [list(map(str, headers))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells[1:]:
+        print(line(row))

@@ -1,0 +1,316 @@
+"""The one convolution geometry: all pad / stride / dilation arithmetic lives here.
+
+Every padded, strided, dilated correlation factors as
+
+    A = S_stride . C_valid(w, dilation) . P_pad,boundary
+
+per axis, with input length ``n``, kernel length ``k``, dilation ``d``,
+stride ``s`` and padding ``(lo, hi)``::
+
+    span  = d*(k-1) + 1
+    y[i]  = sum_j w[j] * xp[i*s + j*d]          i = 0 .. n_out-1
+    n_out = (n + lo + hi - span) // s + 1
+
+where ``xp`` is ``x`` extended by the boundary rule.  The geometry holds sizes
+only (frozen, hashable); backends read from it the boundary index map
+(``P``), the tap positions, and the sparse pattern ``(indptr, indices, taps)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+import numpy as np
+
+from ._validation import (
+    as_boundary,
+    as_int_tuple,
+    as_padding,
+    as_shape,
+    check_memory,
+)
+
+__all__ = ["AxisGeometry", "Geometry", "Pattern", "index_dtype"]
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def index_dtype(*sizes: int) -> type:
+    """Smallest index dtype scipy.sparse accepts for arrays of these sizes."""
+    return np.int32 if max(sizes) <= _INT32_MAX else np.int64
+
+
+@dataclass(frozen=True)
+class AxisGeometry:
+    """One axis of a correlation: sizes, stride, dilation and padding."""
+
+    n: int
+    k: int
+    stride: int = 1
+    dilation: int = 1
+    lo: int = 0
+    hi: int = 0
+
+    @property
+    def span(self) -> int:
+        """Extent of the dilated kernel, ``d*(k-1) + 1``."""
+        return self.dilation * (self.k - 1) + 1
+
+    @property
+    def padded_length(self) -> int:
+        return self.n + self.lo + self.hi
+
+    @property
+    def n_out(self) -> int:
+        return (self.padded_length - self.span) // self.stride + 1
+
+    def extension_map(self, boundary: str) -> np.ndarray:
+        """Input index of every padded sample (``-1`` where the zero boundary puts 0).
+
+        Equals ``np.pad(np.arange(n), (lo, hi), mode)`` (with a ``-1`` fill for
+        "zero"), pads wider than ``n`` included.
+        """
+        n = self.n
+        p = np.arange(-self.lo, n + self.hi)
+        if boundary == "zero":
+            return np.where((p >= 0) & (p < n), p, -1)
+        if boundary == "edge":
+            return np.clip(p, 0, n - 1)
+        if boundary == "wrap":
+            return p % n
+        if boundary == "symmetric":  # period 2n: abcd|dcba
+            m = p % (2 * n)
+            return np.where(m < n, m, 2 * n - 1 - m)
+        if boundary == "reflect":  # period 2n-2: abcd|cb
+            if n == 1:
+                return np.zeros_like(p)
+            m = p % (2 * n - 2)
+            return np.where(m < n, m, 2 * n - 2 - m)
+        raise ValueError(f"unknown boundary {boundary!r}")
+
+    def tap_positions(self) -> np.ndarray:
+        """Padded-signal position ``i*s + j*d`` of tap ``j`` for output ``i``; shape (n_out, k)."""
+        i = np.arange(self.n_out)[:, None]
+        j = np.arange(self.k)[None, :]
+        return i * self.stride + j * self.dilation
+
+    def columns(self, boundary: str) -> np.ndarray:
+        """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (n_out, k)."""
+        return self.extension_map(boundary)[self.tap_positions()]
+
+
+class Pattern:
+    """Sparse pattern of a correlation matrix in CSR order.
+
+    Row ``r`` holds the entries ``indptr[r]:indptr[r+1]``; entry ``e`` reads input
+    sample ``indices[e]`` with kernel tap ``taps[e]`` (flat C-order index into the
+    correlation kernel).  ``canonical`` is True when every row's indices are
+    strictly increasing (nothing to fold); otherwise entries that read the same
+    input sample must be summed.
+
+    Entries are laid out in C order over ``(*output_index, selected_tap)`` with
+    the out-of-range (zero boundary) ones removed, so per-entry values are a
+    broadcast of the per-tap values through that mask (see :meth:`values`).
+    """
+
+    def __init__(self, indptr, indices, selected_taps, grid_shape, mask, canonical):
+        self.indptr = indptr
+        self.indices = indices
+        self.canonical = canonical
+        self._selected = selected_taps
+        self._grid_shape = grid_shape
+        self._mask = mask
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    def values(self, tap_values) -> np.ndarray:
+        """Per-entry values from one value per selected tap (any dtype, object too)."""
+        grid = np.broadcast_to(np.asarray(tap_values), self._grid_shape)
+        return grid[self._mask] if self._mask is not None else grid.flatten()
+
+    @property
+    def taps(self) -> np.ndarray:
+        """Flat kernel index of every entry."""
+        return self.values(self._selected.astype(self.indices.dtype))
+
+    def rows(self) -> np.ndarray:
+        """Row index of every entry (the COO form)."""
+        counts = np.diff(self.indptr)
+        return np.repeat(np.arange(len(counts), dtype=self.indices.dtype), counts)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """An N-D correlation geometry: one :class:`AxisGeometry` per axis and a boundary."""
+
+    axes: tuple[AxisGeometry, ...]
+    boundary: str = "zero"
+
+    @classmethod
+    def from_args(cls, kernel_shape, input_shape, mode="full", boundary="zero",
+                  stride=1, dilation=1) -> "Geometry":
+        """Validate the public arguments and build the geometry.
+
+        `mode` is "full", "same", "valid", or explicit padding (see
+        :func:`linconv.convolution_matrix`).
+        """
+        input_shape = as_shape(input_shape)
+        kernel_shape = tuple(kernel_shape)
+        ndim = len(input_shape)
+        if len(kernel_shape) != ndim:
+            raise ValueError(
+                f"`kernel` must have one axis per input axis ({ndim}); got a kernel of "
+                f"shape {kernel_shape} for `input_shape` {input_shape}"
+            )
+        boundary = as_boundary(boundary)
+        strides = as_int_tuple(stride, ndim, "stride")
+        dilations = as_int_tuple(dilation, ndim, "dilation")
+        spans = [d * (k - 1) + 1 for k, d in zip(kernel_shape, dilations)]
+        if isinstance(mode, str):
+            if mode == "valid":
+                pads = [(0, 0)] * ndim
+            elif mode == "full":
+                pads = [(span - 1, span - 1) for span in spans]
+            elif mode == "same":
+                pads = [(span // 2, (span - 1) // 2) for span in spans]
+            else:
+                raise ValueError(
+                    f"`mode` must be 'full', 'same', 'valid' or explicit padding; got {mode!r}"
+                )
+        else:
+            pads = as_padding(mode, ndim)
+        geometry = cls(
+            tuple(AxisGeometry(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi)
+                  in zip(input_shape, kernel_shape, strides, dilations, pads)),
+            boundary,
+        )
+        for axis, ax in enumerate(geometry.axes):
+            if ax.n_out < 1:
+                raise ValueError(
+                    f"the output would be empty along axis {axis}: the padded input "
+                    f"(length {ax.n} + {ax.lo} + {ax.hi}) is shorter than the dilated kernel "
+                    f"(span {ax.span}); use mode='full' or 'same', or more padding "
+                    f"(got `mode`={mode!r})"
+                )
+        return geometry
+
+    # -- sizes ---------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.axes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(ax.n for ax in self.axes)
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return tuple(ax.k for ax in self.axes)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(ax.n_out for ax in self.axes)
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        return tuple(ax.padded_length for ax in self.axes)
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def output_size(self) -> int:
+        return int(np.prod(self.output_shape))
+
+    @property
+    def pads(self) -> tuple[tuple[int, int], ...]:
+        return tuple((ax.lo, ax.hi) for ax in self.axes)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(ax.stride for ax in self.axes)
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return tuple(ax.dilation for ax in self.axes)
+
+    # -- the sparse pattern -------------------------------------------------
+    def pattern_bound(self, ntaps: int | None = None) -> int:
+        """Upper bound on the stored entries with `ntaps` kernel taps (all by default)."""
+        ntaps = int(np.prod(self.kernel_shape)) if ntaps is None else ntaps
+        return self.output_size * ntaps
+
+    def pattern(self, taps: np.ndarray | None = None, *, itemsize: int = 8,
+                what: str = "the sparse matrix") -> Pattern:
+        """The CSR pattern of the correlation matrix, built in O(nnz) with index arithmetic.
+
+        Parameters
+        ----------
+        taps : array of int, optional
+            Sorted flat (C-order) kernel indices to include; all taps by default.
+            Leaving out zero taps keeps exact zeros out of the matrix.
+        itemsize : int
+            Bytes per stored value, for the memory check.
+        what : str
+            What is being built, for the memory error message.
+        """
+        ntaps_total = int(np.prod(self.kernel_shape))
+        taps = np.arange(ntaps_total) if taps is None else np.asarray(taps, dtype=np.intp)
+        n_taps = len(taps)
+        bound = self.pattern_bound(n_taps)
+        idx = index_dtype(self.input_size, self.output_size, bound, ntaps_total)
+        isize = np.dtype(idx).itemsize
+        # peak: broadcast columns + taps + mask, then the compressed copies and values
+        check_memory(bound * (4 * isize + itemsize + 1), what)
+
+        tap_coords = np.unravel_index(taps, self.kernel_shape)
+        in_strides = np.cumprod((1,) + self.input_shape[:0:-1])[::-1]
+        ndim = self.ndim
+        # Entries in C order over (i_0, ..., i_{N-1}, t): rows ascending and, for
+        # sorted taps, columns ascending within each row.
+        full_shape = self.output_shape + (n_taps,)
+        columns = valid = None
+        for axis, (ax, stride_in) in enumerate(zip(self.axes, in_strides)):
+            shape = [1] * (ndim + 1)
+            shape[axis], shape[ndim] = ax.n_out, n_taps
+            cols = ax.columns(self.boundary)[:, tap_coords[axis]]
+            term = (cols * stride_in).astype(idx, copy=False).reshape(shape)
+            columns = term if columns is None else columns + term
+            if self.boundary == "zero":
+                valid = (valid or []) + [(cols >= 0).reshape(shape)]
+        if columns.shape != full_shape:  # only when every output size is 1
+            columns = np.broadcast_to(columns, full_shape).copy()
+        n_rows = self.output_size
+        if valid is None or all(v.all() for v in valid):
+            indices = columns.reshape(-1)
+            indptr = np.arange(n_rows + 1, dtype=idx) * n_taps
+            mask = None
+        else:
+            mask = np.ones(full_shape, dtype=bool)
+            for ok in valid:
+                mask &= ok
+            indices = columns[mask]
+            # entries per output = sum over taps of the product of per-axis validity
+            operands = [x for axis, ok in enumerate(valid)
+                        for x in (ok.reshape(ok.shape[axis], n_taps).astype(float), [axis, ndim])]
+            counts = np.einsum(*operands, list(range(ndim)), optimize=True)
+            indptr = np.zeros(n_rows + 1, dtype=idx)
+            np.cumsum(np.rint(counts).astype(idx).reshape(-1), out=indptr[1:])
+        return Pattern(indptr, indices, taps, full_shape, mask,
+                       self._rows_strictly_increasing(tap_coords))
+
+    def _rows_strictly_increasing(self, tap_coords) -> bool:
+        """True when, on every axis, each output reads strictly increasing inputs.
+
+        Then the N-D rows (taps in C order) are sorted with no duplicates.
+        """
+        if self.boundary == "zero":  # columns are positions - lo: increasing
+            return True
+        for axis, ax in enumerate(self.axes):
+            cols = ax.columns(self.boundary)[:, np.unique(tap_coords[axis])]
+            if cols.shape[1] > 1 and not np.all(np.diff(cols, axis=1) > 0):
+                return False
+        return True

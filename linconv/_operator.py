@@ -1,0 +1,263 @@
+"""Matrix-free convolution operators (scipy LinearOperator subclasses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from ._engines import make_engine
+from ._geometry import Geometry
+from ._sparse import correlation_weights
+from ._validation import as_array, as_format, as_kernel, as_method
+
+__all__ = ["ShapedOperator", "ConvolutionOperator", "operator_dtype"]
+
+
+def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
+    """Compute dtype of an operator: ``result_type(kernel, float32)`` unless `dtype` says."""
+    if dtype is None:
+        return np.result_type(kernel, np.float32)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"`dtype` must be a numpy dtype; got {dtype!r}") from exc
+    if dtype not in (np.float32, np.float64, np.complex64, np.complex128):
+        raise ValueError(f"`dtype` must be float32, float64, complex64 or complex128; got {dtype}")
+    if kernel.dtype.kind == "c" and dtype.kind != "c":
+        raise ValueError(
+            f"`dtype` {dtype} would drop the imaginary part of the complex kernel; "
+            "use a complex dtype"
+        )
+    return dtype
+
+
+class ShapedOperator(LinearOperator):
+    """A LinearOperator between N-D arrays, with exact transpose and adjoint.
+
+    Subclasses implement ``_forward(x)`` and ``_backward(y)`` on batches
+    ``x`` of shape ``(B, *input_shape)`` (already cast to the compute dtype)
+    and ``tosparse()``.
+    """
+
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+
+    def __init__(self, dtype, input_shape, output_shape):
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape)
+        super().__init__(dtype, (int(np.prod(output_shape)), int(np.prod(input_shape))))
+
+    # -- what subclasses provide -------------------------------------------
+    def _forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _backward(self, y: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def tosparse(self, format: str = "csr"):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- application --------------------------------------------------------
+    def _result_dtype(self, x: np.ndarray) -> np.dtype:
+        return np.result_type(x.dtype, self.dtype)
+
+    def _run(self, x: np.ndarray, in_shape, adjoint: bool) -> np.ndarray:
+        """Apply to ``x`` of shape ``(B, prod(in_shape))``; returns ``(B, prod(out))``."""
+        x = x.astype(self._result_dtype(x), copy=False).reshape((-1,) + tuple(in_shape))
+        y = self._backward(x) if adjoint else self._forward(x)
+        return y.reshape(len(x), -1)
+
+    def _matvec(self, x):
+        return self._run(np.asarray(x).reshape(1, -1), self.input_shape, False)[0]
+
+    def _rmatvec(self, y):
+        return self._run(np.asarray(y).reshape(1, -1), self.output_shape, True)[0]
+
+    def _matmat(self, X):
+        return self._run(np.asarray(X).T, self.input_shape, False).T
+
+    def _rmatmat(self, Y):
+        return self._run(np.asarray(Y).T, self.output_shape, True).T
+
+    def apply(self, x) -> np.ndarray:
+        """Apply to `x` of shape ``(*batch, *input_shape)``; returns ``(*batch, *output_shape)``.
+
+        The result dtype is ``np.result_type(x, self.dtype)``.
+        """
+        x = as_array(x)
+        nd = len(self.input_shape)
+        if x.shape[x.ndim - nd:] != self.input_shape or x.ndim < nd:
+            raise ValueError(
+                f"`x` must have shape (*batch, {', '.join(map(str, self.input_shape))}); "
+                f"got {x.shape}"
+            )
+        batch = x.shape[: x.ndim - nd]
+        y = self._run(x.reshape((-1,) + self.input_shape), self.input_shape, False)
+        return y.reshape(batch + self.output_shape)
+
+    def toarray(self) -> np.ndarray:
+        """The dense matrix."""
+        return self.tosparse().toarray()
+
+    # -- transpose and adjoint ----------------------------------------------
+    def _adjoint(self):
+        return _View(self, adjoint=True, conjugate=False)
+
+    def _transpose(self):
+        return _View(self, adjoint=True, conjugate=True)
+
+    def __reduce__(self):
+        # LinearOperator.__new__ warns on argument-free construction; plain
+        # object reconstruction keeps pickling quiet and exact.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls, state):
+    obj = object.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+class _View(ShapedOperator):
+    """``A^H`` (adjoint), ``conj(A)`` or ``A^T = conj(A^H)`` of a ShapedOperator."""
+
+    def __init__(self, parent: ShapedOperator, adjoint: bool, conjugate: bool):
+        self.parent, self.adjoint, self.conjugate = parent, adjoint, conjugate
+        shapes = (parent.output_shape, parent.input_shape)
+        if not adjoint:
+            shapes = shapes[::-1]
+        super().__init__(parent.dtype, *shapes)
+
+    def _apply_parent(self, x, adjoint):
+        conj = self.conjugate and self.dtype.kind == "c"
+        if conj:
+            x = x.conj()
+        y = self.parent._backward(x) if adjoint else self.parent._forward(x)
+        return y.conj() if conj else y
+
+    def _forward(self, x):
+        return self._apply_parent(x, self.adjoint)
+
+    def _backward(self, y):
+        return self._apply_parent(y, not self.adjoint)
+
+    def _adjoint(self):
+        if self.adjoint and not self.conjugate:
+            return self.parent
+        return _View(self.parent, not self.adjoint, self.conjugate)
+
+    def _transpose(self):
+        if self.adjoint and self.conjugate:
+            return self.parent
+        return _View(self.parent, not self.adjoint, not self.conjugate)
+
+    def tosparse(self, format: str = "csr"):
+        matrix = self.parent.tosparse("csr")
+        if self.adjoint:
+            matrix = matrix.T.conj()
+        if self.conjugate:
+            matrix = matrix.conj()
+        return matrix.asformat(as_format(format))
+
+    def __repr__(self):
+        kind = {(True, False): "adjoint", (True, True): "transpose",
+                (False, True): "conjugate"}[(self.adjoint, self.conjugate)]
+        return f"<{kind} of {self.parent!r}>"
+
+
+class ConvolutionOperator(ShapedOperator):
+    r"""Matrix-free N-D convolution (or correlation) as a scipy LinearOperator.
+
+    Applies the same linear map as :func:`convolution_matrix` without storing
+    it (or, with ``method="sparse"``, through the cached sparse matrix), with
+    exact transpose ``.T`` and conjugate transpose ``.H``.
+
+    Parameters
+    ----------
+    kernel : array_like
+        The kernel, one axis per input axis.  Kept as given (not flipped) in
+        the ``kernel`` attribute.
+    input_shape : int or tuple of int
+        Shape of the input signal.
+    mode, boundary, stride, dilation
+        As in :func:`convolution_matrix`.
+    correlate : bool, optional
+        Correlate (no kernel flip, no conjugation) instead of convolve.
+    method : {"auto", "direct", "fft", "sparse"}, optional
+        How to apply the operator.  Every method gives the same result to
+        rounding; "auto" picks the fastest available.
+    dtype : dtype, optional
+        Compute dtype; by default ``np.result_type(kernel, np.float32)`` (so
+        float32 kernels stay float32).
+
+    Attributes
+    ----------
+    input_shape, output_shape : tuple of int
+    kernel : ndarray
+    geometry : Geometry
+        The sizes-only description of the convolution.
+    method : str
+        The method in use (after "auto" has chosen).
+
+    See Also
+    --------
+    convolution_matrix, convolve
+
+    Notes
+    -----
+    Applied to data ``x`` the result dtype is ``np.result_type(x, op.dtype)``.
+    ``apply`` takes leading batch axes; ``matvec``/``matmat`` work on
+    flattened (C-order) vectors as for any LinearOperator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import linconv
+    >>> op = linconv.ConvolutionOperator(np.ones((3, 3)) / 9, (32, 32), mode="same")
+    >>> op.shape, op.output_shape
+    ((1024, 1024), (32, 32))
+    >>> y = op.apply(np.ones((32, 32)))
+    >>> y[15:17, 15:17].round(12)  # interior: the full 3x3 average
+    array([[1., 1.],
+           [1., 1.]])
+    >>> round(float(y[0, 0]), 12)  # corner: 4 of 9 taps inside (zero boundary)
+    0.444444444444
+
+    Its adjoint satisfies ``<A x, y> == <x, A^H y>``:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.standard_normal(1024), rng.standard_normal(1024)
+    >>> bool(np.isclose(np.dot(op @ x, y), np.dot(x, op.H @ y)))
+    True
+    """
+
+    def __init__(self, kernel, input_shape, mode="full", *, boundary="zero", stride=1,
+                 dilation=1, correlate=False, method="auto", dtype=None):
+        kernel = as_kernel(kernel)
+        method = as_method(method)
+        geometry = Geometry.from_args(kernel.shape, input_shape, mode, boundary, stride, dilation)
+        dtype = operator_dtype(kernel, dtype)
+        self.kernel = kernel
+        self.geometry = geometry
+        self.correlate = bool(correlate)
+        weights = correlation_weights(kernel, self.correlate).astype(dtype)
+        self._engine = make_engine(method, geometry, weights)
+        self.method = self._engine.name
+        super().__init__(dtype, geometry.input_shape, geometry.output_shape)
+
+    def _forward(self, x):
+        return self._engine.forward(x)
+
+    def _backward(self, y):
+        return self._engine.adjoint(y)
+
+    def tosparse(self, format: str = "csr"):
+        """The sparse matrix of this operator (a copy), in any scipy format."""
+        return self._engine.matrix().asformat(as_format(format), copy=True)
+
+    def __repr__(self):
+        kind = "correlation" if self.correlate else "convolution"
+        return (f"<ConvolutionOperator: {kind} {self.input_shape} -> {self.output_shape}, "
+                f"kernel {self.kernel.shape}, boundary={self.geometry.boundary!r}, "
+                f"method={self.method!r}, dtype={self.dtype}>")

@@ -1,0 +1,23 @@
+"""The public surface and import-time promises."""
+
+import subprocess
+import sys
+
+import linconv
+
+CONTRACT = ["convolution_matrix", "correlation_matrix", "convolve", "correlate",
+            "ConvolutionOperator"]
+
+
+def test_public_names():
+    for name in CONTRACT:
+        assert name in linconv.__all__ and hasattr(linconv, name)
+    assert set(linconv.__all__) <= set(dir(linconv))
+    assert isinstance(linconv.__version__, str)
+
+
+def test_import_does_not_import_sympy_or_optional_packages():
+    code = ("import sys, linconv; bad = [m for m in ('sympy', 'torch', 'pylops', 'matplotlib') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

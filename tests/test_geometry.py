@@ -1,0 +1,66 @@
+"""The geometry's index arithmetic against np.pad and the contract's formulas."""
+
+import numpy as np
+import pytest
+
+from cases import NUMPY_PAD_MODE
+from linconv import Geometry
+from linconv._geometry import AxisGeometry
+
+
+@pytest.mark.parametrize("boundary", list(NUMPY_PAD_MODE))
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+@pytest.mark.parametrize("lo,hi", [(0, 0), (1, 2), (4, 0), (7, 11), (0, 13)])
+def test_extension_map_equals_np_pad(boundary, n, lo, hi):
+    kwargs = {"constant_values": -1} if boundary == "zero" else {}
+    expected = np.pad(np.arange(n), (lo, hi), mode=NUMPY_PAD_MODE[boundary], **kwargs)
+    got = AxisGeometry(n, 1, lo=lo, hi=hi).extension_map(boundary)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("n,k,s,d,lo,hi", [(10, 3, 1, 1, 0, 0), (10, 3, 2, 1, 2, 2),
+                                           (7, 4, 3, 2, 3, 0), (5, 5, 1, 1, 4, 4)])
+def test_output_length_formula(n, k, s, d, lo, hi):
+    ax = AxisGeometry(n, k, s, d, lo, hi)
+    # count the positions where the dilated kernel fits, by brute force
+    span = d * (k - 1) + 1
+    fits = [i for i in range(0, n + lo + hi, s) if i + span <= n + lo + hi]
+    assert ax.span == span and ax.n_out == len(fits)
+    np.testing.assert_array_equal(ax.tap_positions()[:, -1], np.array(fits) + span - 1)
+
+
+def test_geometry_is_frozen_and_hashable():
+    g = Geometry.from_args((3, 3), (8, 8), "same", "wrap", 2, 1)
+    assert g == Geometry.from_args((3, 3), (8, 8), "same", "wrap", (2, 2), (1, 1))
+    assert len({g, Geometry.from_args((3, 3), (8, 8), "same", "wrap", 2, 1)}) == 1
+    with pytest.raises(AttributeError):
+        g.boundary = "zero"
+    assert g.output_shape == (4, 4) and g.pads == ((1, 1), (1, 1))
+
+
+@pytest.mark.parametrize("mode,pads", [("full", [(4, 4), (3, 3)]), ("same", [(2, 2), (2, 1)]),
+                                       ("valid", [(0, 0), (0, 0)]), (3, [(3, 3), (3, 3)]),
+                                       ([(1, 2), 3], [(1, 2), (3, 3)])])
+def test_mode_to_padding(mode, pads):
+    g = Geometry.from_args((5, 2), (9, 9), mode, dilation=(1, 3))  # spans 5 and 4
+    assert [list(p) for p in g.pads] == [list(p) for p in pads]
+
+
+def test_one_d_bare_pair_is_lo_hi():
+    assert Geometry.from_args((3,), (9,), (1, 2)).pads == ((1, 2),)
+    assert Geometry.from_args((3, 3), (9, 9), (1, 2)).pads == ((1, 1), (2, 2))
+
+
+def test_pattern_coo_matches_dense_definition():
+    """rows/indices/taps against a direct evaluation of A[i, j] = w[(j + lo - i*s)/d]."""
+    g = Geometry.from_args((3,), (9,), (2, 1), stride=2, dilation=2)
+    p = g.pattern()
+    ax = g.axes[0]
+    got = {(r, c): t for r, c, t in zip(p.rows(), p.indices, p.taps)}
+    expected = {}
+    for i in range(ax.n_out):
+        for col in range(ax.n):
+            q, r = divmod(col + ax.lo - i * ax.stride, ax.dilation)
+            if r == 0 and 0 <= q < ax.k:
+                expected[(i, col)] = q
+    assert got == expected
