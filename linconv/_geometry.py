@@ -64,6 +64,11 @@ class AxisGeometry:
     def n_out(self) -> int:
         return (self.padded_length - self.span) // self.stride + 1
 
+    @property
+    def sampled_length(self) -> int:
+        """Stride-1 correlation outputs up to the last one the stride keeps."""
+        return (self.n_out - 1) * self.stride + 1
+
     def extension_map(self, boundary: str) -> np.ndarray:
         """Input index of every padded sample (``-1`` where the zero boundary puts 0).
 
@@ -314,3 +319,63 @@ class Geometry:
             if cols.shape[1] > 1 and not np.all(np.diff(cols, axis=1) > 0):
                 return False
         return True
+
+    # -- the factors S, C, P applied to batches (B, *shape) -------------------
+    def _slices(self, which) -> tuple:
+        return (slice(None),) + tuple(which(ax) for ax in self.axes)
+
+    def extend(self, x: np.ndarray) -> np.ndarray:
+        """``P``: extend a batch ``(B, *input_shape)`` to ``(B, *padded_shape)``."""
+        if self.boundary == "zero":
+            return np.pad(x, ((0, 0),) + self.pads)
+        for axis, ax in enumerate(self.axes, start=1):
+            x = np.take(x, ax.extension_map(self.boundary), axis=axis)
+        return x
+
+    def extend_adjoint(self, xp: np.ndarray) -> np.ndarray:
+        """``P^T``: fold a padded batch back onto the input, adding folded samples.
+
+        ``P`` extends one axis after the other, so ``P^T`` folds them one by one.
+        """
+        if self.boundary == "zero":
+            return xp[self._slices(lambda ax: slice(ax.lo, ax.lo + ax.n))]
+        for axis, ax in enumerate(self.axes, start=1):
+            moved = np.moveaxis(xp, axis, 0)
+            folded = moved[ax.lo:ax.lo + ax.n].copy()
+            outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
+            np.add.at(folded, ax.extension_map(self.boundary)[outside], moved[outside])
+            xp = np.moveaxis(folded, 0, axis)
+        return xp
+
+    def subsample(self, y1: np.ndarray) -> np.ndarray:
+        """``S``: keep every stride-th stride-1 output (``y1`` from position 0)."""
+        return y1[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))]
+
+    def upsample(self, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``S^T``: zero-insert a batch ``(B, *output_shape)`` into ``(B, *shape)``."""
+        z = np.zeros((len(y),) + tuple(shape), dtype=y.dtype)
+        z[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))] = y
+        return z
+
+    def dilate(self, weights: np.ndarray) -> np.ndarray:
+        """The kernel with ``dilation - 1`` zeros inserted between taps."""
+        if all(ax.dilation == 1 for ax in self.axes):
+            return weights
+        out = np.zeros(tuple(ax.span for ax in self.axes), dtype=weights.dtype)
+        out[tuple(slice(None, None, ax.dilation) for ax in self.axes)] = weights
+        return out
+
+    def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...],
+                        offsets: tuple[int, ...]) -> np.ndarray:
+        """Kernel ``g`` of length ``shape`` with ``g[(offset - m) mod M] = w_dilated[m]``.
+
+        Circular convolution with ``g`` of an input placed at position 0 gives
+        ``y1[i] = sum_m w_dilated[m] * x[i + m - offset]``: the stride-1
+        correlation, with the padding offset folded into the kernel.
+        """
+        dilated = np.flip(self.dilate(weights))
+        g = np.zeros(shape, dtype=weights.dtype)
+        g[tuple(slice(0, ax.span) for ax in self.axes)] = dilated
+        return np.roll(g, [off - (ax.span - 1) for ax, off in zip(self.axes, offsets)],
+                       axis=tuple(range(self.ndim)))
+
