@@ -29,3 +29,16 @@ def print_table(headers, rows) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in cells[1:]:
         print(line(row))
+
+
+def race(funcs: dict, repeat: int = 7) -> dict:
+    """Median seconds per function, run round-robin so machine-load drift hits all alike."""
+    for func in funcs.values():  # warm-up
+        func()
+    times = {name: [] for name in funcs}
+    for _ in range(repeat):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

@@ -22,7 +22,7 @@ import scipy.ndimage as ndi
 import scipy.signal as ss
 
 import linconv
-from _harness import print_table, timeit
+from _harness import print_table, race
 
 NDIMAGE = {"zero": "constant", "wrap": "grid-wrap", "symmetric": "reflect"}
 
@@ -89,30 +89,30 @@ def main(argv=None):
         h = rng.standard_normal(kshape).astype(args.dtype)
         x = rng.standard_normal(shape).astype(args.dtype)
         op = linconv.ConvolutionOperator(h, shape, "same", boundary=boundary)
-        ours = {"fwd": timeit(lambda: op.apply(x), args.repeat)[1],
-                "adj": timeit(lambda: op.H.apply(x), args.repeat)[1]}
-        extra = []
-        if args.methods:
-            for method in ("fft", "direct"):
-                other = linconv.ConvolutionOperator(h, shape, "same", boundary=boundary,
-                                                    method=method)
-                extra.append(f"{method} {timeit(lambda: other.apply(x), args.repeat)[1]*1e3:.1f}"
-                             f"/{timeit(lambda: other.H.apply(x), args.repeat)[1]*1e3:.1f}")
+        others = {m: linconv.ConvolutionOperator(h, shape, "same", boundary=boundary, method=m)
+                  for m in (("fft", "direct") if args.methods else ())}
+        ours = {}
         for direction in ("fwd", "adj"):
+            adjoint = direction == "adj"
+            contenders = {"linconv": (op.H if adjoint else op).apply}
+            contenders.update({f"linconv {m}": (o.H if adjoint else o).apply
+                               for m, o in others.items()})
+            contenders.update(peers(h, boundary, adjoint))
             with scipy.fft.set_workers(os.cpu_count()):
-                times = {name: timeit(lambda: f(x), args.repeat)[1]
-                         for name, f in peers(h, boundary, direction == "adj").items()}
+                times = race({name: (lambda f=f: f(x)) for name, f in contenders.items()},
+                             args.repeat)
+            ours[direction] = times.pop("linconv")
+            methods = " ".join(f"{m}={times.pop(f'linconv {m}') * 1e3:.1f}" for m in others)
             best = min(times, key=times.get)
             rows.append([label, direction, op.method, f"{ours[direction] * 1e3:.1f}",
                          f"{best} {times[best] * 1e3:.1f}",
                          f"{ours[direction] / times[best]:.2f}",
                          " ".join(f"{n}={t * 1e3:.0f}" for n, t in times.items()),
-                         *([" ".join(extra)] if args.methods and direction == "fwd" else
-                           [""] if args.methods else [])])
+                         *([methods] if args.methods else [])])
         rows.append([f"  adjoint/forward {label}", "", "", f"{ours['adj'] / ours['fwd']:.2f}",
                      "", "", "", *([""] if args.methods else [])])
     headers = ["case", "dir", "auto chose", "linconv ms", "best peer ms",
-               "ratio", "all peers (ms)"] + (["fft/direct fwd/adj ms"] if args.methods else [])
+               "ratio", "all peers (ms)"] + (["linconv per method (ms)"] if args.methods else [])
     print(f"dtype {args.dtype}, median of {args.repeat}, {os.cpu_count()} cores")
     print_table(headers, rows)
 

@@ -33,6 +33,8 @@ from ._validation import (
 __all__ = ["AxisGeometry", "Geometry", "Pattern", "index_dtype"]
 
 _INT32_MAX = np.iinfo(np.int32).max
+_NUMPY_PAD = {"zero": "constant", "wrap": "wrap", "reflect": "reflect",
+              "symmetric": "symmetric", "edge": "edge"}
 
 
 def index_dtype(*sizes: int) -> type:
@@ -325,27 +327,27 @@ class Geometry:
         return (slice(None),) + tuple(which(ax) for ax in self.axes)
 
     def extend(self, x: np.ndarray) -> np.ndarray:
-        """``P``: extend a batch ``(B, *input_shape)`` to ``(B, *padded_shape)``."""
-        if self.boundary == "zero":
-            return np.pad(x, ((0, 0),) + self.pads)
-        for axis, ax in enumerate(self.axes, start=1):
-            x = np.take(x, ax.extension_map(self.boundary), axis=axis)
-        return x
+        """``P``: extend a batch ``(B, *input_shape)`` to ``(B, *padded_shape)``.
+
+        numpy.pad is the definition of the boundary rules (and one copy).
+        """
+        return np.pad(x, ((0, 0),) + self.pads, mode=_NUMPY_PAD[self.boundary])
 
     def extend_adjoint(self, xp: np.ndarray) -> np.ndarray:
         """``P^T``: fold a padded batch back onto the input, adding folded samples.
 
-        ``P`` extends one axis after the other, so ``P^T`` folds them one by one.
+        ``P`` extends one axis after the other, so ``P^T`` folds them one by one,
+        in place: `xp` is overwritten and the result is a view into it.
         """
-        if self.boundary == "zero":
-            return xp[self._slices(lambda ax: slice(ax.lo, ax.lo + ax.n))]
+        out = xp
         for axis, ax in enumerate(self.axes, start=1):
-            moved = np.moveaxis(xp, axis, 0)
-            folded = moved[ax.lo:ax.lo + ax.n].copy()
-            outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
-            np.add.at(folded, ax.extension_map(self.boundary)[outside], moved[outside])
-            xp = np.moveaxis(folded, 0, axis)
-        return xp
+            moved = np.moveaxis(out, axis, 0)
+            inside = moved[ax.lo:ax.lo + ax.n]
+            if self.boundary != "zero" and (ax.lo or ax.hi):
+                outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
+                np.add.at(inside, ax.extension_map(self.boundary)[outside], moved[outside])
+            out = np.moveaxis(inside, 0, axis)
+        return out
 
     def subsample(self, y1: np.ndarray) -> np.ndarray:
         """``S``: keep every stride-th stride-1 output (``y1`` from position 0)."""
@@ -367,15 +369,40 @@ class Geometry:
 
     def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...],
                         offsets: tuple[int, ...]) -> np.ndarray:
-        """Kernel ``g`` of length ``shape`` with ``g[(offset - m) mod M] = w_dilated[m]``.
+        """The dilated kernel placed for circular convolution (see :func:`place_circular`)."""
+        return place_circular(self.dilate(weights), shape, offsets)
 
-        Circular convolution with ``g`` of an input placed at position 0 gives
-        ``y1[i] = sum_m w_dilated[m] * x[i + m - offset]``: the stride-1
-        correlation, with the padding offset folded into the kernel.
-        """
-        dilated = np.flip(self.dilate(weights))
-        g = np.zeros(shape, dtype=weights.dtype)
-        g[tuple(slice(0, ax.span) for ax in self.axes)] = dilated
-        return np.roll(g, [off - (ax.span - 1) for ax, off in zip(self.axes, offsets)],
-                       axis=tuple(range(self.ndim)))
 
+def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.ndarray:
+    """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] = kernel[m]`` per axis.
+
+    Circular convolution with ``g`` of an input placed at position 0 gives
+    ``y[i] = sum_m kernel[m] * x[i + m - offset]``: a correlation with the
+    padding offset folded into the kernel, exact wherever no index wraps.
+    """
+    g = np.zeros(shape, dtype=kernel.dtype)
+    g[tuple(slice(0, k) for k in kernel.shape)] = np.flip(kernel)
+    return np.roll(g, [off - (k - 1) for k, off in zip(kernel.shape, offsets)],
+                   axis=tuple(range(kernel.ndim)))
+
+
+def align_leads(x: np.ndarray, leads, spans, out_shape) -> tuple[np.ndarray, list[int]]:
+    """Zero-pad or crop a batch so each axis has ``0 <= lead <= span - 1`` and room
+    for ``out_shape`` outputs of ``y[i] = sum_m w[m] * x[i + m - lead]``.
+
+    Exact for zero extension only: the samples cropped are never read, the ones
+    added are zeros.
+    """
+    pads, crops, new_leads = [(0, 0)], [slice(None)], []
+    for axis, (lead, span, n_out) in enumerate(zip(leads, spans, out_shape), start=1):
+        front = min(lead, 0)  # lead < 0: the first -lead samples are never read
+        pad_lo = max(lead - (span - 1), 0)
+        lead = lead - front - pad_lo
+        length = x.shape[axis] + front + pad_lo
+        pads.append((pad_lo, max(n_out - length, 0)))
+        crops.append(slice(-front, None))
+        new_leads.append(lead)
+    x = x[tuple(crops)]
+    if any(p != (0, 0) for p in pads):
+        x = np.pad(x, pads)
+    return x, new_leads

@@ -1,0 +1,163 @@
+"""Every application method ("direct", "fft", "sparse", "auto") against independent oracles.
+
+Forward results are compared with the np.pad oracle; adjoints with dense linear
+algebra on the oracle's matrix (small cases) or the dot test and the sparse
+matrix's transpose (large cases, where banding and overlap-save kick in).
+"""
+
+import numpy as np
+import pytest
+
+import linconv
+from cases import (BOUNDARIES, CASES, Case, case_params, check_operator_contract,
+                   oracle_correlate, random_array)
+from test_sweep import SWEEP
+
+METHODS = ["direct", "fft", "sparse", "auto"]
+RNG = np.random.default_rng(11)
+
+
+def _assert_close(actual, expected, rtol, x=None, h=None):
+    """Relative to the output's magnitude, or to ||h||_1 max|x| (all-padding outputs are 0)."""
+    scale = np.abs(expected).max()
+    if x is not None:
+        scale = max(scale, np.abs(h).sum() * np.abs(x).max())
+    assert np.abs(actual - expected).max() <= rtol * (scale + 1e-300)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", case_params())
+@pytest.mark.parametrize("kernel_dtype,data_dtype", [
+    (np.float64, np.float64), (np.complex128, np.float64), (np.float64, np.complex128)])
+def test_methods_against_oracle(method, case, kernel_dtype, data_dtype):
+    h = random_array(RNG, case.kernel_shape, kernel_dtype)
+    x = random_array(RNG, (2,) + case.input_shape, data_dtype)
+    op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
+                                     method=method, **case.options())
+    expected = np.stack([oracle_correlate(xi, h, case) for xi in x])
+    _assert_close(op.apply(x), expected, 1e-12, x, h)
+    # adjoint against dense linear algebra on the oracle's matrix
+    n = int(np.prod(case.input_shape))
+    dense = np.stack([oracle_correlate(e.reshape(case.input_shape), h, case).ravel()
+                      for e in np.eye(n)], axis=1)
+    y = random_array(RNG, (2, dense.shape[0]), data_dtype)
+    _assert_close(op.H.matmat(y.T).T, y @ dense.conj(), 1e-12, y, h)
+    _assert_close(op.T.matmat(y.T).T, y @ dense, 1e-12, y, h)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_methods_on_random_sweep(method):
+    rng = np.random.default_rng(5)
+    for case in SWEEP[::3]:
+        h = random_array(rng, case.kernel_shape, np.complex128)
+        x = random_array(rng, case.input_shape, np.complex128)
+        op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
+                                         method=method, **case.options())
+        _assert_close(op.apply(x), oracle_correlate(x, h, case), 1e-12, x, h)
+        y = random_array(rng, op.shape[0], np.complex128)
+        bound = 1e-12 * np.abs(h).sum() * np.linalg.norm(x) * np.linalg.norm(y)
+        assert abs(np.vdot(y, op @ x.ravel()) - np.vdot(op.H @ y, x.ravel())) <= bound
+
+
+LARGE = [  # with the thresholds lowered below: row bands (direct), overlap-save (fft)
+    *[Case((61, 47), (3, 3), "same", b) for b in BOUNDARIES],
+    *[Case((61, 47), (4, 5), ((1, 2), (3, 0)), b, (2, 1)) for b in BOUNDARIES],
+    *[Case((61, 47), (7, 2), "valid", b, 1, (2, 3)) for b in BOUNDARIES],
+    *[Case((40, 9, 8), (3, 2, 3), "same", b, (1, 2, 1)) for b in BOUNDARIES],
+    *[Case((50000,), (31,), "same", b) for b in BOUNDARIES],
+    *[Case((40001,), (17,), "full", b, 3, 2) for b in BOUNDARIES],
+    *[Case((30000,), (9,), (40, 3), b, 2) for b in BOUNDARIES],
+]
+
+
+@pytest.fixture
+def bands(monkeypatch):
+    """Split even small arrays into row bands, on any number of cores."""
+    import linconv._engines as engines
+    monkeypatch.setattr(engines, "BAND_MIN", 64)
+    monkeypatch.setattr(engines, "CORES", 3)
+    calls = []
+    real = engines._pool
+
+    def counting_pool():
+        calls.append(1)
+        return real()
+    monkeypatch.setattr(engines, "_pool", counting_pool)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("case", case_params(LARGE))
+def test_large_inputs(method, case, bands):
+    h = random_array(RNG, case.kernel_shape, np.float64)
+    x = random_array(RNG, (2,) + case.input_shape, np.float64)
+    op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
+                                     method=method, **case.options())
+    expected = np.stack([oracle_correlate(xi, h, case) for xi in x])
+    _assert_close(op.apply(x), expected, 1e-12, x, h)
+    ref = linconv.correlation_matrix(h, case.input_shape, case.mode, **case.options())
+    y = random_array(RNG, (op.shape[0], 2), np.float64)
+    _assert_close(op.H @ y, ref.T @ y, 1e-12, y, h)
+    if method == "direct" and len(case.input_shape) > 1:
+        assert bands, "the banded path was not exercised"
+
+
+@pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
+@pytest.mark.parametrize("case", case_params(CASES[::3] + LARGE[::4]))
+def test_float32_stays_float32(method, case):
+    h = random_array(RNG, case.kernel_shape, np.float32)
+    x = random_array(RNG, case.input_shape, np.float32)
+    op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
+                                     method=method, **case.options())
+    assert op.dtype == np.float32
+    y = op.apply(x)
+    assert y.dtype == np.float32 and (op.H @ y.ravel()).dtype == np.float32
+    _assert_close(y, oracle_correlate(x.astype(float), h.astype(float), case), 1e-5, x, h)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_complex64(method):
+    h = random_array(RNG, (4, 3), np.complex64)
+    x = random_array(RNG, (20, 17), np.complex64)
+    case = Case((20, 17), (4, 3), "same", "reflect")
+    op = linconv.ConvolutionOperator(h, x.shape, "same", boundary="reflect", correlate=True,
+                                     method=method)
+    assert op.apply(x).dtype == np.complex64
+    _assert_close(op.apply(x), oracle_correlate(x.astype(complex), h.astype(complex), case), 1e-5)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("case", case_params(CASES[::5]))
+def test_contract_for_every_method(method, case):
+    h = random_array(RNG, case.kernel_shape, np.complex128)
+    op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, method=method,
+                                     **case.options())
+    assert op.method == method
+    check_operator_contract(op, RNG)
+
+
+def test_tosparse_from_matrix_free_methods():
+    h = RNG.standard_normal((3, 4))
+    dense = linconv.convolution_matrix(h, (9, 8), "same", boundary="edge").toarray()
+    for method in ("direct", "fft"):
+        op = linconv.ConvolutionOperator(h, (9, 8), "same", boundary="edge", method=method)
+        np.testing.assert_array_equal(op.tosparse().toarray(), dense)
+
+
+@pytest.mark.parametrize("shape,kernel,expected", [
+    ((8, 8), (3, 3), "sparse"), ((1024, 1024), (3, 3), "direct"),
+    ((1024, 1024), (31, 31), "fft"), ((10**6,), (1023,), "fft")])
+def test_auto_choices(shape, kernel, expected):
+    from linconv._engines import choose_method
+    from linconv._geometry import Geometry
+    g = Geometry.from_args(kernel, shape, "same")
+    assert choose_method(g, np.ones(kernel)) == expected
+
+
+def test_convolve_methods_agree_with_scipy():
+    import scipy.signal
+    x = RNG.standard_normal((70, 65))
+    h = RNG.standard_normal((6, 5))
+    expected = scipy.signal.convolve(x, h, "full")
+    for method in METHODS:
+        _assert_close(linconv.convolve(x, h, method=method), expected, 1e-12)
