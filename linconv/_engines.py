@@ -187,16 +187,21 @@ class DirectEngine(_MatrixOnDemand):
         return g.subsample(y1)
 
     def adjoint(self, y):
+        # C^H (full correlation with the flipped conjugate kernel) on the input's
+        # window of the padded domain, plus the thin frame slabs folded back (P^T).
         g = self.geometry
         if any(ax.stride > 1 for ax in g.axes):
             y = g.upsample(y, tuple(ax.sampled_length for ax in g.axes))
-        if g.boundary == "zero":  # only the input's window of the padded domain
-            return _ndimage_correlate(y, self.adjoint_weights,
-                                      [ax.span - 1 - ax.lo for ax in g.axes], g.input_shape,
-                                      "constant")
-        r = _ndimage_correlate(y, self.adjoint_weights, [ax.span - 1 for ax in g.axes],
-                               g.padded_shape, "constant")
-        return g.extend_adjoint(r)
+        result = None
+        for axis, starts, shape, targets in g.padded_windows():
+            window = _ndimage_correlate(y, self.adjoint_weights, g.full_correlation_leads(starts),
+                                        shape, "constant")
+            if axis is None:
+                result = window
+                continue
+            window = g.extend_adjoint(window, axes=range(axis + 1, g.ndim))
+            np.add.at(np.moveaxis(result, axis + 1, 0), targets, np.moveaxis(window, axis + 1, 0))
+        return result
 
 
 # -- fft ---------------------------------------------------------------------------
@@ -300,7 +305,7 @@ class FFTEngine(_MatrixOnDemand):
         if self.block:
             ax = g.axes[0]
             lead = ax.span - 1 - (ax.lo if self.zero else 0)
-            z, _ = align_leads(y, [lead], [1], [crop[0]])  # span 1: `lead` zeros in front
+            z, _ = align_leads(y, [lead], [ax.span], [crop[0]], zero_lead=True)
             r = self.ols_adjoint(z, crop[0])
         else:
             r = self.adjoint_transform(y)[(slice(None),) + tuple(slice(0, n) for n in crop)]

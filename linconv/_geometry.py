@@ -333,21 +333,50 @@ class Geometry:
         """
         return np.pad(x, ((0, 0),) + self.pads, mode=_NUMPY_PAD[self.boundary])
 
-    def extend_adjoint(self, xp: np.ndarray) -> np.ndarray:
+    def extend_adjoint(self, xp: np.ndarray, axes=None) -> np.ndarray:
         """``P^T``: fold a padded batch back onto the input, adding folded samples.
 
-        ``P`` extends one axis after the other, so ``P^T`` folds them one by one,
-        in place: `xp` is overwritten and the result is a view into it.
+        ``P`` extends one axis after the other, so ``P^T`` folds them one by one
+        (only `axes`, 0-based spatial axes, if given), in place: `xp` is
+        overwritten and the result is a view into it.
         """
         out = xp
-        for axis, ax in enumerate(self.axes, start=1):
-            moved = np.moveaxis(out, axis, 0)
+        for axis in range(self.ndim) if axes is None else axes:
+            ax = self.axes[axis]
+            moved = np.moveaxis(out, axis + 1, 0)
             inside = moved[ax.lo:ax.lo + ax.n]
             if self.boundary != "zero" and (ax.lo or ax.hi):
                 outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
                 np.add.at(inside, ax.extension_map(self.boundary)[outside], moved[outside])
-            out = np.moveaxis(inside, 0, axis)
+            out = np.moveaxis(inside, 0, axis + 1)
         return out
+
+    def padded_windows(self):
+        """Cut the padded domain into the input's window and the frame slabs, for ``P^T``.
+
+        Yields ``(axis, starts, shape, targets)``: the window's first padded index
+        and size per axis, and, for a frame slab, the spatial `axis` whose padding
+        it covers and the input indices its samples fold onto along it (None for
+        the input's window).  Slab ``a`` spans the input's window on axes before
+        ``a`` and the whole padded range on axes after it, so after folding those
+        later axes (``extend_adjoint(slab, axes=...)``) every padded sample is
+        folded exactly once.
+        """
+        yield None, tuple(ax.lo for ax in self.axes), self.input_shape, None
+        if self.boundary == "zero":
+            return
+        for a, ax in enumerate(self.axes):
+            for start, stop in ((0, ax.lo), (ax.lo + ax.n, ax.padded_length)):
+                if stop > start:
+                    starts = [b.lo for b in self.axes[:a]] + [start] + [0] * (self.ndim - a - 1)
+                    shape = list(self.input_shape[:a]) + [stop - start] + list(
+                        self.padded_shape[a + 1:])
+                    yield a, tuple(starts), tuple(shape), \
+                        ax.extension_map(self.boundary)[start:stop]
+
+    def full_correlation_leads(self, starts) -> list[int]:
+        """Leads of ``C^H`` (full correlation, flipped kernel) for a padded window at `starts`."""
+        return [ax.span - 1 - start for ax, start in zip(self.axes, starts)]
 
     def subsample(self, y1: np.ndarray) -> np.ndarray:
         """``S``: keep every stride-th stride-1 output (``y1`` from position 0)."""
@@ -386,21 +415,25 @@ def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.nd
                    axis=tuple(range(kernel.ndim)))
 
 
-def align_leads(x: np.ndarray, leads, spans, out_shape) -> tuple[np.ndarray, list[int]]:
-    """Zero-pad or crop a batch so each axis has ``0 <= lead <= span - 1`` and room
-    for ``out_shape`` outputs of ``y[i] = sum_m w[m] * x[i + m - lead]``.
+def align_leads(x: np.ndarray, leads, spans, out_shape,
+                zero_lead: bool = False) -> tuple[np.ndarray, list[int]]:
+    """Zero-pad or crop a batch so each axis has ``0 <= lead <= span - 1`` (``lead == 0``
+    with `zero_lead`) and room for ``out_shape`` outputs of
+    ``y[i] = sum_m w[m] * x[i + m - lead]``; samples never read are cropped.
 
     Exact for zero extension only: the samples cropped are never read, the ones
     added are zeros.
     """
     pads, crops, new_leads = [(0, 0)], [slice(None)], []
     for axis, (lead, span, n_out) in enumerate(zip(leads, spans, out_shape), start=1):
-        front = min(lead, 0)  # lead < 0: the first -lead samples are never read
-        pad_lo = max(lead - (span - 1), 0)
-        lead = lead - front - pad_lo
-        length = x.shape[axis] + front + pad_lo
+        front = -min(lead, 0)  # lead < 0: the first -lead samples are never read
+        pad_lo = max(lead if zero_lead else lead - (span - 1), 0)
+        # nor those past the last output's reach (keep n_out if there, sparing a pad)
+        stop = min(x.shape[axis], max(n_out + span - 1 - lead, front + n_out))
+        lead = lead + front - pad_lo
+        length = max(stop - front, 0) + pad_lo
         pads.append((pad_lo, max(n_out - length, 0)))
-        crops.append(slice(-front, None))
+        crops.append(slice(front, max(stop, front)))
         new_leads.append(lead)
     x = x[tuple(crops)]
     if any(p != (0, 0) for p in pads):
