@@ -16,6 +16,17 @@ ConvolutionOperator  -- matrix-free LinearOperator with exact ``.T`` and ``.H``
 convolve             -- convolve data
 correlate            -- correlate data
 
+Deep-learning layers (PyTorch semantics)
+----------------------------------------
+conv_operator            -- a convolution layer (channels, groups) as a LinearOperator
+conv_matrix              -- its sparse block-Toeplitz matrix
+conv_transpose_operator  -- the transposed convolution (the transpose of the matrix)
+conv_transpose_matrix    -- its sparse matrix
+unfold, fold             -- im2col and its adjoint col2im, any number of spatial axes
+unfold_matrix            -- the 0/1 matrix of unfold
+dense_to_conv            -- a dense layer as a convolution whose kernel covers the input
+pointwise_conv_weight    -- a 1x1 convolution, whose matrix is kron(W, I)
+
 Conventions
 -----------
 Arrays are flattened in C order: ``A @ x.ravel() == y.ravel()``.  Correlation
@@ -32,6 +43,9 @@ array([[-1,  1,  0],
 
 from ._convolve import convolve, correlate
 from ._geometry import Geometry
+from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operator,
+                  conv_transpose_matrix, conv_transpose_operator, dense_to_conv, fold,
+                  pointwise_conv_weight, unfold, unfold_matrix)
 from ._operator import ConvolutionOperator
 from ._sparse import convolution_matrix, correlation_matrix
 from ._validation import BOUNDARIES
@@ -40,10 +54,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BOUNDARIES",
+    "ConvOperator",
+    "ConvTransposeOperator",
     "ConvolutionOperator",
     "Geometry",
+    "conv_matrix",
+    "conv_operator",
+    "conv_transpose_matrix",
+    "conv_transpose_operator",
     "convolution_matrix",
     "convolve",
     "correlate",
     "correlation_matrix",
+    "dense_to_conv",
+    "fold",
+    "pointwise_conv_weight",
+    "unfold",
+    "unfold_matrix",
 ]

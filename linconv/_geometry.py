@@ -19,7 +19,6 @@ only (frozen, hashable); backends read from it the boundary index map
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 import numpy as np
 
 from ._validation import (
@@ -52,6 +51,7 @@ class AxisGeometry:
     dilation: int = 1
     lo: int = 0
     hi: int = 0
+    limit: int | None = None  # cap on the outputs (a transposed conv's input size)
 
     @property
     def span(self) -> int:
@@ -64,7 +64,8 @@ class AxisGeometry:
 
     @property
     def n_out(self) -> int:
-        return (self.padded_length - self.span) // self.stride + 1
+        natural = (self.padded_length - self.span) // self.stride + 1
+        return natural if self.limit is None else min(natural, self.limit)
 
     @property
     def sampled_length(self) -> int:
@@ -110,21 +111,23 @@ class Pattern:
     """Sparse pattern of a correlation matrix in CSR order.
 
     Row ``r`` holds the entries ``indptr[r]:indptr[r+1]``; entry ``e`` reads input
-    sample ``indices[e]`` with kernel tap ``taps[e]`` (flat C-order index into the
-    correlation kernel).  ``canonical`` is True when every row's indices are
-    strictly increasing (nothing to fold); otherwise entries that read the same
-    input sample must be summed.
+    sample ``indices[e]`` with weight ``taps[e]`` (flat C-order index into the
+    weight array ``(C_out, C_in // groups, *kernel)``, or the kernel for a single
+    channel).  ``canonical`` is True when every row's indices are strictly
+    increasing (nothing to fold); otherwise entries that read the same input
+    sample must be summed.
 
-    Entries are laid out in C order over ``(*output_index, selected_tap)`` with
-    the out-of-range (zero boundary) ones removed, so per-entry values are a
-    broadcast of the per-tap values through that mask (see :meth:`values`).
+    Entries are laid out in C order over the grid
+    ``(C_out, *output, C_in // groups, selected_tap)`` with the out-of-range (zero
+    boundary) ones removed, so per-entry values are a broadcast of per-weight
+    values through that mask (see :meth:`values`).
     """
 
-    def __init__(self, indptr, indices, selected_taps, grid_shape, mask, canonical):
+    def __init__(self, indptr, indices, weight_index, grid_shape, mask, canonical):
         self.indptr = indptr
         self.indices = indices
         self.canonical = canonical
-        self._selected = selected_taps
+        self._weight_index = weight_index  # (C_out, 1.., C_in/g, T): flat weight index
         self._grid_shape = grid_shape
         self._mask = mask
 
@@ -132,15 +135,17 @@ class Pattern:
     def nnz(self) -> int:
         return len(self.indices)
 
-    def values(self, tap_values) -> np.ndarray:
-        """Per-entry values from one value per selected tap (any dtype, object too)."""
-        grid = np.broadcast_to(np.asarray(tap_values), self._grid_shape)
+    def values(self, weight_values) -> np.ndarray:
+        """Per-entry values from ``weight_values`` of shape ``(C_out, C_in // groups, T)``
+        (``(T,)`` for a single channel): one value per selected tap, any dtype."""
+        grid = np.broadcast_to(np.reshape(weight_values, self._weight_index.shape),
+                               self._grid_shape)
         return grid[self._mask] if self._mask is not None else grid.flatten()
 
     @property
     def taps(self) -> np.ndarray:
-        """Flat kernel index of every entry."""
-        return self.values(self._selected.astype(self.indices.dtype))
+        """Flat weight index of every entry."""
+        return self.values(self._weight_index.astype(self.indices.dtype))
 
     def rows(self) -> np.ndarray:
         """Row index of every entry (the COO form)."""
@@ -149,19 +154,46 @@ class Pattern:
 
 
 @dataclass(frozen=True)
+class Channels:
+    """Channel structure of a multi-channel correlation (PyTorch's conv layout)."""
+
+    in_channels: int
+    out_channels: int
+    groups: int = 1
+
+    @property
+    def in_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+
+@dataclass(frozen=True)
 class Geometry:
-    """An N-D correlation geometry: one :class:`AxisGeometry` per axis and a boundary."""
+    """An N-D correlation geometry: one :class:`AxisGeometry` per axis, a boundary,
+    and (for multi-channel layers) the :class:`Channels`.
+
+    With channels, arrays are ``(C, *spatial)`` and the matrix is
+    block-Toeplitz: block ``(o, c)`` is the single-channel matrix of
+    ``weight[o, c % (C_in // groups)]`` when ``c`` is in ``o``'s group, else 0.
+    """
 
     axes: tuple[AxisGeometry, ...]
     boundary: str = "zero"
+    channels: Channels | None = None
 
     @classmethod
     def from_args(cls, kernel_shape, input_shape, mode="full", boundary="zero",
-                  stride=1, dilation=1) -> "Geometry":
+                  stride=1, dilation=1, *, channels: Channels | None = None,
+                  same_anchor: str = "scipy") -> "Geometry":
         """Validate the public arguments and build the geometry.
 
-        `mode` is "full", "same", "valid", or explicit padding (see
-        :func:`linconv.convolution_matrix`).
+        `kernel_shape` and `input_shape` are spatial.  `mode` is "full", "same",
+        "valid", or explicit padding (see :func:`linconv.convolution_matrix`).
+        "same" pads ``(span // 2, (span - 1) // 2)`` (scipy's anchor) or, with
+        ``same_anchor="torch"``, ``((span - 1) // 2, span // 2)``.
         """
         input_shape = as_shape(input_shape)
         kernel_shape = tuple(kernel_shape)
@@ -182,6 +214,8 @@ class Geometry:
                 pads = [(span - 1, span - 1) for span in spans]
             elif mode == "same":
                 pads = [(span // 2, (span - 1) // 2) for span in spans]
+                if same_anchor == "torch":
+                    pads = [(hi, lo) for lo, hi in pads]
             else:
                 raise ValueError(
                     f"`mode` must be 'full', 'same', 'valid' or explicit padding; got {mode!r}"
@@ -191,7 +225,7 @@ class Geometry:
         geometry = cls(
             tuple(AxisGeometry(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi)
                   in zip(input_shape, kernel_shape, strides, dilations, pads)),
-            boundary,
+            boundary, channels,
         )
         for axis, ax in enumerate(geometry.axes):
             if ax.n_out < 1:
@@ -206,23 +240,45 @@ class Geometry:
     # -- sizes ---------------------------------------------------------------
     @property
     def ndim(self) -> int:
+        """Number of spatial axes."""
         return len(self.axes)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
+    def spatial_input_shape(self) -> tuple[int, ...]:
         return tuple(ax.n for ax in self.axes)
+
+    @property
+    def spatial_output_shape(self) -> tuple[int, ...]:
+        return tuple(ax.n_out for ax in self.axes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input: ``(C_in, *spatial)`` with channels, else spatial."""
+        lead = (self.channels.in_channels,) if self.channels else ()
+        return lead + self.spatial_input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        lead = (self.channels.out_channels,) if self.channels else ()
+        return lead + self.spatial_output_shape
 
     @property
     def kernel_shape(self) -> tuple[int, ...]:
         return tuple(ax.k for ax in self.axes)
 
     @property
-    def output_shape(self) -> tuple[int, ...]:
-        return tuple(ax.n_out for ax in self.axes)
+    def weight_shape(self) -> tuple[int, ...]:
+        """``(C_out, C_in // groups, *kernel)``; ``(1, 1, *kernel)`` for a single channel."""
+        ch = self.channels or Channels(1, 1)
+        return (ch.out_channels, ch.in_per_group) + self.kernel_shape
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
         return tuple(ax.padded_length for ax in self.axes)
+
+    @property
+    def sampled_shape(self) -> tuple[int, ...]:
+        return tuple(ax.sampled_length for ax in self.axes)
 
     @property
     def input_size(self) -> int:
@@ -246,9 +302,10 @@ class Geometry:
 
     # -- the sparse pattern -------------------------------------------------
     def pattern_bound(self, ntaps: int | None = None) -> int:
-        """Upper bound on the stored entries with `ntaps` kernel taps (all by default)."""
+        """Upper bound on the stored entries with `ntaps` spatial taps (all by default)."""
         ntaps = int(np.prod(self.kernel_shape)) if ntaps is None else ntaps
-        return self.output_size * ntaps
+        ch = self.channels or Channels(1, 1)
+        return self.output_size * ch.in_per_group * ntaps
 
     def pattern(self, taps: np.ndarray | None = None, *, itemsize: int = 8,
                 what: str = "the sparse matrix") -> Pattern:
@@ -257,8 +314,9 @@ class Geometry:
         Parameters
         ----------
         taps : array of int, optional
-            Sorted flat (C-order) kernel indices to include; all taps by default.
-            Leaving out zero taps keeps exact zeros out of the matrix.
+            Sorted flat (C-order) spatial kernel indices to include; all by
+            default.  Leaving out taps whose weights are all zero keeps exact
+            zeros out of the matrix.
         itemsize : int
             Bytes per stored value, for the memory check.
         what : str
@@ -267,52 +325,71 @@ class Geometry:
         ntaps_total = int(np.prod(self.kernel_shape))
         taps = np.arange(ntaps_total) if taps is None else np.asarray(taps, dtype=np.intp)
         n_taps = len(taps)
+        ch = self.channels or Channels(1, 1)
+        c_out, c_in_g = ch.out_channels, ch.in_per_group
+        spatial_in = int(np.prod(self.spatial_input_shape))
         bound = self.pattern_bound(n_taps)
-        idx = index_dtype(self.input_size, self.output_size, bound, ntaps_total)
+        idx = index_dtype(self.input_size, self.output_size, bound,
+                          c_out * c_in_g * ntaps_total)
         isize = np.dtype(idx).itemsize
-        # peak: broadcast columns + taps + mask, then the compressed copies and values
-        check_memory(bound * (4 * isize + itemsize + 1), what)
+        # peak: broadcast columns + mask, then the compressed copies and values
+        check_memory(bound * (3 * isize + itemsize + 1), what)
 
-        tap_coords = np.unravel_index(taps, self.kernel_shape)
-        in_strides = np.cumprod((1,) + self.input_shape[:0:-1])[::-1]
         ndim = self.ndim
-        # Entries in C order over (i_0, ..., i_{N-1}, t): rows ascending and, for
-        # sorted taps, columns ascending within each row.
-        full_shape = self.output_shape + (n_taps,)
-        columns = valid = None
+        tap_coords = np.unravel_index(taps, self.kernel_shape)
+        in_strides = np.cumprod((1,) + self.spatial_input_shape[:0:-1])[::-1]
+        # Grid (C_out, *output, C_in // groups, tap) in C order: rows ascending and,
+        # for sorted taps, columns ascending within each row (channel-major).
+        grid_shape = (c_out,) + self.spatial_output_shape + (c_in_g, n_taps)
+
+        def on_axes(array, axes):  # place `array` on those grid axes, 1 elsewhere
+            shape = [1] * (ndim + 3)
+            for axis, size in zip(axes, array.shape):
+                shape[axis] = size
+            return array.reshape(shape)
+
+        group = np.arange(c_out) // ch.out_per_group
+        first_channel = group[:, None] * c_in_g + np.arange(c_in_g)[None, :]
+        columns = on_axes((first_channel * spatial_in).astype(idx), (0, ndim + 1))
+        valid = []
         for axis, (ax, stride_in) in enumerate(zip(self.axes, in_strides)):
-            shape = [1] * (ndim + 1)
-            shape[axis], shape[ndim] = ax.n_out, n_taps
             cols = ax.columns(self.boundary)[:, tap_coords[axis]]
-            term = (cols * stride_in).astype(idx, copy=False).reshape(shape)
-            columns = term if columns is None else columns + term
+            columns = columns + on_axes((cols * stride_in).astype(idx, copy=False),
+                                        (axis + 1, ndim + 2))
             if self.boundary == "zero":
-                valid = (valid or []) + [(cols >= 0).reshape(shape)]
-        if columns.shape != full_shape:  # only when every output size is 1
-            columns = np.broadcast_to(columns, full_shape).copy()
+                valid.append(on_axes(cols >= 0, (axis + 1, ndim + 2)))
+        if columns.shape != grid_shape:  # only when every output size is 1
+            columns = np.broadcast_to(columns, grid_shape).copy()
+        weight_index = (np.arange(c_out * c_in_g).reshape(c_out, c_in_g, 1) * ntaps_total
+                        + taps)
+        weight_index = on_axes(weight_index, (0, ndim + 1, ndim + 2))
         n_rows = self.output_size
-        if valid is None or all(v.all() for v in valid):
+        row_width = c_in_g * n_taps
+        if not valid or all(v.all() for v in valid):
             indices = columns.reshape(-1)
-            indptr = np.arange(n_rows + 1, dtype=idx) * n_taps
+            indptr = np.arange(n_rows + 1, dtype=idx) * row_width
             mask = None
         else:
-            mask = np.ones(full_shape, dtype=bool)
+            mask = np.ones(grid_shape, dtype=bool)
             for ok in valid:
                 mask &= ok
             indices = columns[mask]
-            # entries per output = sum over taps of the product of per-axis validity
+            # entries per output = C_in/g * sum over taps of the per-axis validity product
             operands = [x for axis, ok in enumerate(valid)
-                        for x in (ok.reshape(ok.shape[axis], n_taps).astype(float), [axis, ndim])]
-            counts = np.einsum(*operands, list(range(ndim)), optimize=True)
+                        for x in (ok.reshape(self.axes[axis].n_out, n_taps).astype(float),
+                                  [axis, ndim])]
+            counts = np.einsum(*operands, list(range(ndim)), optimize=True) * c_in_g
+            counts = np.broadcast_to(np.rint(counts).astype(idx), (c_out,) + counts.shape)
             indptr = np.zeros(n_rows + 1, dtype=idx)
-            np.cumsum(np.rint(counts).astype(idx).reshape(-1), out=indptr[1:])
-        return Pattern(indptr, indices, taps, full_shape, mask,
+            np.cumsum(counts.reshape(-1), out=indptr[1:])
+        return Pattern(indptr, indices, weight_index, grid_shape, mask,
                        self._rows_strictly_increasing(tap_coords))
 
     def _rows_strictly_increasing(self, tap_coords) -> bool:
         """True when, on every axis, each output reads strictly increasing inputs.
 
-        Then the N-D rows (taps in C order) are sorted with no duplicates.
+        Then the N-D rows (channels, then taps in C order) are sorted with no
+        duplicates.
         """
         if self.boundary == "zero":  # columns are positions - lo: increasing
             return True
@@ -322,19 +399,20 @@ class Geometry:
                 return False
         return True
 
-    # -- the factors S, C, P applied to batches (B, *shape) -------------------
+    # -- the factors S, C, P applied to arrays (..., *spatial) ---------------
     def _slices(self, which) -> tuple:
-        return (slice(None),) + tuple(which(ax) for ax in self.axes)
+        return (Ellipsis,) + tuple(which(ax) for ax in self.axes)
 
     def extend(self, x: np.ndarray) -> np.ndarray:
-        """``P``: extend a batch ``(B, *input_shape)`` to ``(B, *padded_shape)``.
+        """``P``: extend the trailing spatial axes of `x` by the boundary rule.
 
         numpy.pad is the definition of the boundary rules (and one copy).
         """
-        return np.pad(x, ((0, 0),) + self.pads, mode=_NUMPY_PAD[self.boundary])
+        pads = ((0, 0),) * (x.ndim - self.ndim) + self.pads
+        return np.pad(x, pads, mode=_NUMPY_PAD[self.boundary])
 
     def extend_adjoint(self, xp: np.ndarray, axes=None) -> np.ndarray:
-        """``P^T``: fold a padded batch back onto the input, adding folded samples.
+        """``P^T``: fold padded trailing axes back onto the input, adding folded samples.
 
         ``P`` extends one axis after the other, so ``P^T`` folds them one by one
         (only `axes`, 0-based spatial axes, if given), in place: `xp` is
@@ -343,12 +421,12 @@ class Geometry:
         out = xp
         for axis in range(self.ndim) if axes is None else axes:
             ax = self.axes[axis]
-            moved = np.moveaxis(out, axis + 1, 0)
+            moved = np.moveaxis(out, axis - self.ndim, 0)
             inside = moved[ax.lo:ax.lo + ax.n]
             if self.boundary != "zero" and (ax.lo or ax.hi):
                 outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
                 np.add.at(inside, ax.extension_map(self.boundary)[outside], moved[outside])
-            out = np.moveaxis(inside, 0, axis + 1)
+            out = np.moveaxis(inside, 0, axis - self.ndim)
         return out
 
     def padded_windows(self):
@@ -362,14 +440,14 @@ class Geometry:
         later axes (``extend_adjoint(slab, axes=...)``) every padded sample is
         folded exactly once.
         """
-        yield None, tuple(ax.lo for ax in self.axes), self.input_shape, None
+        yield None, tuple(ax.lo for ax in self.axes), self.spatial_input_shape, None
         if self.boundary == "zero":
             return
         for a, ax in enumerate(self.axes):
             for start, stop in ((0, ax.lo), (ax.lo + ax.n, ax.padded_length)):
                 if stop > start:
                     starts = [b.lo for b in self.axes[:a]] + [start] + [0] * (self.ndim - a - 1)
-                    shape = list(self.input_shape[:a]) + [stop - start] + list(
+                    shape = list(self.spatial_input_shape[:a]) + [stop - start] + list(
                         self.padded_shape[a + 1:])
                     yield a, tuple(starts), tuple(shape), \
                         ax.extension_map(self.boundary)[start:stop]
@@ -383,17 +461,18 @@ class Geometry:
         return y1[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))]
 
     def upsample(self, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """``S^T``: zero-insert a batch ``(B, *output_shape)`` into ``(B, *shape)``."""
-        z = np.zeros((len(y),) + tuple(shape), dtype=y.dtype)
+        """``S^T``: zero-insert the trailing ``output`` axes of `y` into `shape`."""
+        z = np.zeros(y.shape[:y.ndim - self.ndim] + tuple(shape), dtype=y.dtype)
         z[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))] = y
         return z
 
     def dilate(self, weights: np.ndarray) -> np.ndarray:
-        """The kernel with ``dilation - 1`` zeros inserted between taps."""
+        """The kernel (trailing axes of `weights`) with ``dilation - 1`` zeros between taps."""
         if all(ax.dilation == 1 for ax in self.axes):
             return weights
-        out = np.zeros(tuple(ax.span for ax in self.axes), dtype=weights.dtype)
-        out[tuple(slice(None, None, ax.dilation) for ax in self.axes)] = weights
+        lead = weights.shape[:weights.ndim - self.ndim]
+        out = np.zeros(lead + tuple(ax.span for ax in self.axes), dtype=weights.dtype)
+        out[self._slices(lambda ax: slice(None, None, ax.dilation))] = weights
         return out
 
     def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...],
@@ -401,18 +480,86 @@ class Geometry:
         """The dilated kernel placed for circular convolution (see :func:`place_circular`)."""
         return place_circular(self.dilate(weights), shape, offsets)
 
+    def windows(self, xp: np.ndarray) -> np.ndarray:
+        """View ``(..., *output, *kernel)`` of a padded array: the samples each output reads."""
+        view = np.lib.stride_tricks.sliding_window_view(
+            xp, tuple(ax.span for ax in self.axes), axis=tuple(range(-self.ndim, 0)))
+        return view[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))
+                    + tuple(slice(None, None, ax.dilation) for ax in self.axes)]
+
+    def tap_slices(self):
+        """For every tap (C order), the slices of the padded domain it reads, per axis."""
+        for taps in np.ndindex(*self.kernel_shape):
+            yield self._slices_for(taps)
+
+    def _slices_for(self, taps):
+        return (Ellipsis,) + tuple(slice(j * ax.dilation, j * ax.dilation + ax.sampled_length,
+                                         ax.stride) for j, ax in zip(taps, self.axes))
+
+    def polyphase(self):
+        """Stride-free form of the correlation, for shifted GEMMs.
+
+        The padded input is split into ``prod(strides)`` phases (sample ``q``
+        of axis ``a`` goes to phase ``q % s`` at position ``q // s``) laid out on
+        a grid of ``ceil(padded / s)`` per axis.  Tap ``j`` then reads one phase
+        at a constant flat offset of that grid.  Returns ``(grid_shape,
+        phase_of_tap, offset_of_tap)``, both flat over the taps in C order.
+        """
+        grid = tuple(-(-ax.padded_length // ax.stride) for ax in self.axes)
+        grid_strides = np.cumprod((1,) + grid[:0:-1])[::-1]
+        phase_strides = np.cumprod((1,) + self.strides[:0:-1])[::-1]
+        phase = offset = 0
+        for axis, ax in enumerate(self.axes):
+            reach = np.arange(ax.k) * ax.dilation
+            shape = [1] * self.ndim
+            shape[axis] = ax.k
+            phase = phase + (reach % ax.stride * phase_strides[axis]).reshape(shape)
+            offset = offset + (reach // ax.stride * grid_strides[axis]).reshape(shape)
+        full = self.kernel_shape
+        return (grid, np.broadcast_to(phase, full).reshape(-1),
+                np.broadcast_to(offset, full).reshape(-1))
+
+    def to_phases(self, xp: np.ndarray) -> np.ndarray:
+        """``(..., *padded)`` -> ``(prod(strides), ..., *grid)`` (zeros past the end)."""
+        grid, _, _ = self.polyphase()
+        lead = xp.shape[:xp.ndim - self.ndim]
+        full = np.zeros(lead + tuple(g * ax.stride for g, ax in zip(grid, self.axes)), xp.dtype)
+        full[(Ellipsis,) + tuple(slice(0, n) for n in self.padded_shape)] = xp
+        split = full.reshape(lead + tuple(v for g, ax in zip(grid, self.axes)
+                                          for v in (g, ax.stride)))
+        nl = len(lead)
+        order = [nl + 2 * a + 1 for a in range(self.ndim)] + list(range(nl)) + \
+            [nl + 2 * a for a in range(self.ndim)]
+        return split.transpose(order).reshape((-1,) + lead + grid)
+
+    def from_phases(self, phases: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_phases`, cropped to the padded shape."""
+        grid = phases.shape[phases.ndim - self.ndim:]
+        lead = phases.shape[1:phases.ndim - self.ndim]
+        nl = len(lead)
+        split = phases.reshape(self.strides + lead + grid)
+        order = list(range(self.ndim, self.ndim + nl))
+        for a in range(self.ndim):
+            order += [self.ndim + nl + a, a]
+        full = split.transpose(order).reshape(
+            lead + tuple(g * ax.stride for g, ax in zip(grid, self.axes)))
+        return full[(Ellipsis,) + tuple(slice(0, n) for n in self.padded_shape)]
+
 
 def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.ndarray:
     """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] = kernel[m]`` per axis.
 
-    Circular convolution with ``g`` of an input placed at position 0 gives
-    ``y[i] = sum_m kernel[m] * x[i + m - offset]``: a correlation with the
+    Acts on the trailing ``len(shape)`` axes (leading ones, e.g. channels, are
+    kept).  Circular convolution with ``g`` of an input placed at position 0
+    gives ``y[i] = sum_m kernel[m] * x[i + m - offset]``: a correlation with the
     padding offset folded into the kernel, exact wherever no index wraps.
     """
-    g = np.zeros(shape, dtype=kernel.dtype)
-    g[tuple(slice(0, k) for k in kernel.shape)] = np.flip(kernel)
-    return np.roll(g, [off - (k - 1) for k, off in zip(kernel.shape, offsets)],
-                   axis=tuple(range(kernel.ndim)))
+    nd = len(shape)
+    spatial = kernel.shape[kernel.ndim - nd:]
+    axes = tuple(range(-nd, 0))
+    g = np.zeros(kernel.shape[:kernel.ndim - nd] + tuple(shape), dtype=kernel.dtype)
+    g[(Ellipsis,) + tuple(slice(0, k) for k in spatial)] = np.flip(kernel, axis=axes)
+    return np.roll(g, [off - (k - 1) for k, off in zip(spatial, offsets)], axis=axes)
 
 
 def align_leads(x: np.ndarray, leads, spans, out_shape,
@@ -424,8 +571,9 @@ def align_leads(x: np.ndarray, leads, spans, out_shape,
     Exact for zero extension only: the samples cropped are never read, the ones
     added are zeros.
     """
-    pads, crops, new_leads = [(0, 0)], [slice(None)], []
-    for axis, (lead, span, n_out) in enumerate(zip(leads, spans, out_shape), start=1):
+    nd = len(leads)
+    pads, crops, new_leads = [(0, 0)] * (x.ndim - nd), [slice(None)] * (x.ndim - nd), []
+    for axis, (lead, span, n_out) in enumerate(zip(leads, spans, out_shape), start=x.ndim - nd):
         front = -min(lead, 0)  # lead < 0: the first -lead samples are never read
         pad_lo = max(lead if zero_lead else lead - (span - 1), 0)
         # nor those past the last output's reach (keep n_out if there, sparing a pad)

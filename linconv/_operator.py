@@ -11,7 +11,7 @@ from ._geometry import Geometry
 from ._sparse import correlation_weights
 from ._validation import as_array, as_format, as_kernel, as_method
 
-__all__ = ["ShapedOperator", "ConvolutionOperator", "operator_dtype"]
+__all__ = ["ShapedOperator", "GeometryOperator", "ConvolutionOperator", "operator_dtype"]
 
 
 def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
@@ -166,7 +166,28 @@ class _View(ShapedOperator):
         return f"<{kind} of {self.parent!r}>"
 
 
-class ConvolutionOperator(ShapedOperator):
+class GeometryOperator(ShapedOperator):
+    """A correlation operator read from a :class:`Geometry`: the common core of the
+    signal-processing and deep-learning front doors."""
+
+    def __init__(self, geometry: Geometry, weights: np.ndarray, method: str, dtype):
+        self.geometry = geometry
+        self._engine = make_engine(method, geometry, weights.astype(dtype, copy=False))
+        self.method = self._engine.name
+        super().__init__(dtype, geometry.input_shape, geometry.output_shape)
+
+    def _forward(self, x):
+        return self._engine.forward(x)
+
+    def _backward(self, y):
+        return self._engine.adjoint(y)
+
+    def tosparse(self, format: str = "csr"):
+        """The sparse matrix of this operator (a copy), in any scipy format."""
+        return self._engine.matrix().asformat(as_format(format), copy=True)
+
+
+class ConvolutionOperator(GeometryOperator):
     r"""Matrix-free N-D convolution (or correlation) as a scipy LinearOperator.
 
     Applies the same linear map as :func:`convolution_matrix` without storing
@@ -239,22 +260,8 @@ class ConvolutionOperator(ShapedOperator):
         geometry = Geometry.from_args(kernel.shape, input_shape, mode, boundary, stride, dilation)
         dtype = operator_dtype(kernel, dtype)
         self.kernel = kernel
-        self.geometry = geometry
         self.correlate = bool(correlate)
-        weights = correlation_weights(kernel, self.correlate).astype(dtype)
-        self._engine = make_engine(method, geometry, weights)
-        self.method = self._engine.name
-        super().__init__(dtype, geometry.input_shape, geometry.output_shape)
-
-    def _forward(self, x):
-        return self._engine.forward(x)
-
-    def _backward(self, y):
-        return self._engine.adjoint(y)
-
-    def tosparse(self, format: str = "csr"):
-        """The sparse matrix of this operator (a copy), in any scipy format."""
-        return self._engine.matrix().asformat(as_format(format), copy=True)
+        super().__init__(geometry, correlation_weights(kernel, self.correlate), method, dtype)
 
     def __repr__(self):
         kind = "correlation" if self.correlate else "convolution"

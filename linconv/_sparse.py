@@ -17,18 +17,23 @@ def correlation_weights(kernel: np.ndarray, correlate: bool) -> np.ndarray:
 
 
 def correlation_csr(geometry: Geometry, weights: np.ndarray) -> sp.csr_array:
-    """CSR matrix of the correlation with `weights` (values exact, zeros not stored)."""
-    flat = weights.reshape(-1)
-    taps = np.flatnonzero(flat)
-    pattern = geometry.pattern(taps, itemsize=flat.itemsize)
-    data = pattern.values(flat[taps])
-    matrix = sp.csr_array((data, pattern.indices, pattern.indptr),
+    """CSR matrix of the correlation with `weights` (values exact, zeros not stored).
+
+    `weights` has the kernel's shape, or ``(C_out, C_in // groups, *kernel)``
+    for a geometry with channels.
+    """
+    per_tap = weights.reshape(geometry.weight_shape[:2] + (-1,))
+    taps = np.flatnonzero(np.any(per_tap != 0, axis=(0, 1)))
+    pattern = geometry.pattern(taps, itemsize=weights.itemsize)
+    chosen = per_tap[:, :, taps]
+    matrix = sp.csr_array((pattern.values(chosen), pattern.indices, pattern.indptr),
                           shape=(geometry.output_size, geometry.input_size))
     if pattern.canonical:
         matrix.has_canonical_format = True
     else:  # boundary folding: several taps read the same input sample
         matrix.sum_duplicates()
-        matrix.eliminate_zeros()
+    if not pattern.canonical or not np.all(chosen != 0):
+        matrix.eliminate_zeros()  # zero weights of some channels, or folds that cancel
     return matrix
 
 
