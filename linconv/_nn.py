@@ -37,9 +37,10 @@ def _as_padding_mode(padding_mode) -> str:
     return _PADDING_MODES[padding_mode]
 
 
-def _layer(weight, input_shape, groups, transposed: bool):
-    """Validate weight, input shape and groups; return (weight, spatial shape, Channels)."""
-    weight = as_kernel(weight, "weight")
+def _layer(weight, input_shape, groups, transposed: bool, check=as_kernel):
+    """Validate weight (with `check`), input shape and groups; return
+    (weight, spatial shape, Channels)."""
+    weight = check(weight, "weight")
     if weight.ndim < 3:
         raise ValueError(
             "`weight` must have shape (C_out, C_in // groups, *kernel) with at least one "
@@ -71,8 +72,9 @@ def _layer(weight, input_shape, groups, transposed: bool):
     return weight, input_shape[1:], channels
 
 
-def _conv_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode):
-    weight, spatial, channels = _layer(weight, input_shape, groups, transposed=False)
+def _conv_geometry(weight, input_shape, stride, padding, dilation, groups, padding_mode,
+                   check=as_kernel):
+    weight, spatial, channels = _layer(weight, input_shape, groups, False, check)
     boundary = _as_padding_mode(padding_mode)
     nd = len(spatial)
     if isinstance(padding, str):
@@ -89,8 +91,9 @@ def _conv_geometry(weight, input_shape, stride, padding, dilation, groups, paddi
     return weight, geometry
 
 
-def _transpose_geometry(weight, input_shape, stride, padding, output_padding, dilation, groups):
-    weight, spatial, channels = _layer(weight, input_shape, groups, transposed=True)
+def _transpose_geometry(weight, input_shape, stride, padding, output_padding, dilation, groups,
+                        check=as_kernel):
+    weight, spatial, channels = _layer(weight, input_shape, groups, True, check)
     nd = len(spatial)
     if isinstance(padding, str):
         raise ValueError(f"`padding` must be an int or a per-axis sequence for "

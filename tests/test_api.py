@@ -6,7 +6,10 @@ import sys
 import linconv
 
 CONTRACT = ["convolution_matrix", "correlation_matrix", "convolve", "correlate",
-            "ConvolutionOperator"]
+            "ConvolutionOperator", "conv_operator", "conv_matrix", "conv_transpose_operator",
+            "conv_transpose_matrix", "unfold", "fold", "unfold_matrix"]
+SYMBOLIC = ["kernel_symbols", "convolution_matrix", "correlation_matrix", "conv_matrix",
+            "conv_transpose_matrix"]
 
 
 def test_public_names():
@@ -14,6 +17,9 @@ def test_public_names():
         assert name in linconv.__all__ and hasattr(linconv, name)
     assert set(linconv.__all__) <= set(dir(linconv))
     assert isinstance(linconv.__version__, str)
+    import linconv.symbolic
+    for name in SYMBOLIC:
+        assert name in linconv.symbolic.__all__ and hasattr(linconv.symbolic, name)
 
 
 def test_import_does_not_import_sympy_or_optional_packages():
