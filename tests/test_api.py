@@ -17,9 +17,9 @@ def test_public_names():
         assert name in linconv.__all__ and hasattr(linconv, name)
     assert set(linconv.__all__) <= set(dir(linconv))
     assert isinstance(linconv.__version__, str)
-    import linconv.symbolic
+    from linconv import symbolic
     for name in SYMBOLIC:
-        assert name in linconv.symbolic.__all__ and hasattr(linconv.symbolic, name)
+        assert name in symbolic.__all__ and hasattr(symbolic, name)
 
 
 def test_import_does_not_import_sympy_or_optional_packages():
