@@ -27,6 +27,11 @@ unfold_matrix            -- the 0/1 matrix of unfold
 dense_to_conv            -- a dense layer as a convolution whose kernel covers the input
 pointwise_conv_weight    -- a 1x1 convolution, whose matrix is kron(W, I)
 
+Submodules
+----------
+linconv.fft       -- the convolution theorem: eigenvalues, spectral solves, preconditioners
+linconv.symbolic  -- symbolic matrices with sympy (imported on first use)
+
 Conventions
 -----------
 Arrays are flattened in C order: ``A @ x.ravel() == y.ravel()``.  Correlation
@@ -41,6 +46,7 @@ array([[-1,  1,  0],
        [ 0, -1,  1]])
 """
 
+from . import fft
 from ._convolve import convolve, correlate
 from ._geometry import Geometry
 from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operator,
@@ -67,6 +73,7 @@ __all__ = [
     "correlate",
     "correlation_matrix",
     "dense_to_conv",
+    "fft",
     "fold",
     "pointwise_conv_weight",
     "unfold",

@@ -475,10 +475,22 @@ class Geometry:
         out[self._slices(lambda ax: slice(None, None, ax.dilation))] = weights
         return out
 
-    def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...],
-                        offsets: tuple[int, ...]) -> np.ndarray:
-        """The dilated kernel placed for circular convolution (see :func:`place_circular`)."""
+    def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...] | None = None,
+                        offsets: tuple[int, ...] | None = None) -> np.ndarray:
+        """The dilated kernel placed for circular convolution (see :func:`place_circular`).
+
+        By default on the input's shape with the padding offsets: the first
+        column of the periodic ("wrap", stride 1, ``lo + hi = span - 1``) operator.
+        """
+        shape = self.spatial_input_shape if shape is None else shape
+        offsets = tuple(ax.lo for ax in self.axes) if offsets is None else offsets
         return place_circular(self.dilate(weights), shape, offsets)
+
+    @property
+    def is_circulant(self) -> bool:
+        """True for the periodic boundary, stride 1 and as many outputs as inputs."""
+        return self.boundary == "wrap" and self.channels is None and all(
+            ax.stride == 1 and ax.n_out == ax.n for ax in self.axes)
 
     def windows(self, xp: np.ndarray) -> np.ndarray:
         """View ``(..., *output, *kernel)`` of a padded array: the samples each output reads."""
@@ -547,19 +559,20 @@ class Geometry:
 
 
 def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.ndarray:
-    """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] = kernel[m]`` per axis.
+    """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] += kernel[m]`` per axis.
 
     Acts on the trailing ``len(shape)`` axes (leading ones, e.g. channels, are
     kept).  Circular convolution with ``g`` of an input placed at position 0
-    gives ``y[i] = sum_m kernel[m] * x[i + m - offset]``: a correlation with the
-    padding offset folded into the kernel, exact wherever no index wraps.
+    gives ``y[i] = sum_m kernel[m] * x[(i + m - offset) mod M]``: a correlation
+    with the padding offset folded into the kernel (taps that wrap onto the same
+    position add, as for a kernel longer than a periodic signal).
     """
     nd = len(shape)
     spatial = kernel.shape[kernel.ndim - nd:]
-    axes = tuple(range(-nd, 0))
     g = np.zeros(kernel.shape[:kernel.ndim - nd] + tuple(shape), dtype=kernel.dtype)
-    g[(Ellipsis,) + tuple(slice(0, k) for k in spatial)] = np.flip(kernel, axis=axes)
-    return np.roll(g, [off - (k - 1) for k, off in zip(spatial, offsets)], axis=axes)
+    where = np.ix_(*[(off - np.arange(k)) % m for k, off, m in zip(spatial, offsets, shape)])
+    np.add.at(g, (Ellipsis,) + where, kernel)
+    return g
 
 
 def align_leads(x: np.ndarray, leads, spans, out_shape,

@@ -17,9 +17,11 @@ def test_public_names():
         assert name in linconv.__all__ and hasattr(linconv, name)
     assert set(linconv.__all__) <= set(dir(linconv))
     assert isinstance(linconv.__version__, str)
-    from linconv import symbolic
+    from linconv import fft, symbolic
     for name in SYMBOLIC:
         assert name in symbolic.__all__ and hasattr(symbolic, name)
+    for name in ["convolve", "correlate", "eigenvalues", "solve", "preconditioner"]:
+        assert name in fft.__all__ and hasattr(fft, name)
 
 
 def test_import_does_not_import_sympy_or_optional_packages():
