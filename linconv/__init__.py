@@ -16,6 +16,11 @@ ConvolutionOperator  -- matrix-free LinearOperator with exact ``.T`` and ``.H``
 convolve             -- convolve data
 correlate            -- correlate data
 
+Deconvolution
+-------------
+deconvolve           -- regularised least squares with scipy's solvers (or FFT/DCT)
+estimate_noise_std   -- noise level of data, for damp="auto"
+
 Deep-learning layers (PyTorch semantics)
 ----------------------------------------
 conv_operator            -- a convolution layer (channels, groups) as a LinearOperator
@@ -48,6 +53,7 @@ array([[-1,  1,  0],
 
 from . import fft
 from ._convolve import convolve, correlate
+from ._deconvolve import DeconvolutionResult, deconvolve, estimate_noise_std
 from ._geometry import Geometry
 from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operator,
                   conv_transpose_matrix, conv_transpose_operator, dense_to_conv, fold,
@@ -63,6 +69,7 @@ __all__ = [
     "ConvOperator",
     "ConvTransposeOperator",
     "ConvolutionOperator",
+    "DeconvolutionResult",
     "Geometry",
     "conv_matrix",
     "conv_operator",
@@ -72,7 +79,9 @@ __all__ = [
     "convolve",
     "correlate",
     "correlation_matrix",
+    "deconvolve",
     "dense_to_conv",
+    "estimate_noise_std",
     "fft",
     "fold",
     "pointwise_conv_weight",

@@ -23,7 +23,7 @@ from ._sparse import correlation_weights
 from ._validation import as_array, as_kernel, as_shape, check_memory
 
 __all__ = ["convolve", "correlate", "eigenvalues", "dct_eigenvalues", "solve", "preconditioner",
-           "SpectralOperator", "IllConditionedWarning"]
+           "SpectralOperator", "SpectralModel", "IllConditionedWarning"]
 
 
 class IllConditionedWarning(RuntimeWarning):
@@ -290,6 +290,92 @@ def solve(y, kernel, *, boundary="wrap", damp=0.0, correlate=False):
     return x.astype(dtype, copy=False)
 
 
+class SpectralModel:
+    """A square, stride-1 operator and its regulariser in the basis that diagonalises them.
+
+    ``kind="fft"``: the operator's kernel with the periodic boundary (exact for
+    "wrap", Strang's circulant approximation otherwise); ``kind="dct"``: with
+    the symmetric boundary (exact for "symmetric" with a symmetric kernel).
+    The regulariser is ``I`` ("tikhonov") or ``D^H D`` ("gradient": forward
+    differences along every axis, with the periodic boundary for "fft" and
+    the symmetric one for "dct", whose ``D^T D`` is the Neumann Laplacian).
+    Transforms are orthonormal, so norms carry over (Parseval).
+    """
+
+    def __init__(self, operator, regularizer: str = "tikhonov", kind: str = "auto"):
+        if not isinstance(operator, ConvolutionOperator):
+            raise TypeError(f"`operator` must be a linconv.ConvolutionOperator; got "
+                            f"{type(operator).__name__}")
+        if kind not in ("auto", "dct", "fft", "circulant"):
+            raise ValueError(f"`kind` must be 'auto', 'dct' or 'circulant'; got {kind!r}")
+        geometry = operator.geometry
+        if geometry.output_shape != geometry.input_shape or any(s != 1 for s in geometry.strides):
+            raise ValueError(f"`operator` must be square with stride 1 (a 'same'-sized "
+                             f"output); got {geometry.input_shape} -> {geometry.output_shape}")
+        kernel = operator.kernel
+        dct_able = _is_symmetric(kernel) and all(ax.lo == ax.hi for ax in geometry.axes) and \
+            all(d == 1 for d in geometry.dilations)
+        if kind == "auto":  # the exact basis when there is one, else the better approximation
+            kind = "dct" if dct_able and geometry.boundary != "wrap" else "fft"
+        elif kind == "dct" and not dct_able:
+            raise ValueError("the DCT model needs a kernel symmetric along every axis (odd "
+                             "sizes), centred, with dilation 1; use kind='circulant'")
+        self.kind = "dct" if kind == "dct" else "fft"
+        self.shape = geometry.input_shape
+        if self.kind == "dct":
+            self.lam = dct_eigenvalues(kernel, self.shape, correlate=operator.correlate)
+            self.exact = geometry.boundary == "symmetric"
+        else:
+            periodic = dataclasses.replace(geometry, boundary="wrap")
+            weights = correlation_weights(kernel, operator.correlate)
+            self.lam = sp_fft.fftn(periodic.circular_kernel(weights), workers=-1)
+            self.exact = geometry.boundary == "wrap"
+        self.power = np.abs(self.lam) ** 2
+        if regularizer == "tikhonov":
+            self.mu = np.ones(self.shape)
+        elif regularizer == "gradient":
+            period = 1 if self.kind == "dct" else 2  # cos(pi k / n) or cos(2 pi k / n)
+            self.mu = sum(np.reshape(2 - 2 * np.cos(period * np.pi * np.arange(n) / n),
+                                     [n if a == b else 1 for b in range(len(self.shape))])
+                          for a, n in enumerate(self.shape)) * np.ones(self.shape)
+        else:
+            raise ValueError(f"`regularizer` must be 'tikhonov' or 'gradient'; got "
+                             f"{regularizer!r}")
+        self.regularizer = regularizer
+        self.real = operator.dtype.kind != "c"
+
+    def forward(self, x):
+        if self.kind == "dct":
+            return sp_fft.dctn(x, norm="ortho", workers=-1)
+        return sp_fft.fftn(x, norm="ortho", workers=-1)
+
+    def inverse(self, X, real: bool = True):
+        """Back from the transform; `real`: the result is real (real data and operator)."""
+        if self.kind == "dct":
+            return sp_fft.idctn(X, norm="ortho", workers=-1)
+        x = sp_fft.ifftn(X, norm="ortho", workers=-1)
+        return x.real if real else x
+
+    def denominator(self, damp: float) -> np.ndarray:
+        """``|lam|^2 + damp^2 mu``, floored so that zero modes stay finite."""
+        total = self.power + damp**2 * self.mu
+        return np.maximum(total, np.finfo(float).eps * total.max())
+
+    def solve(self, Y, damp: float):
+        """Transform of ``argmin ||A x - y||^2 + damp^2 ||R x||^2`` from the transform of y."""
+        return np.conj(self.lam) * Y / self.denominator(damp)
+
+    def residual_norm(self, Y, damp: float) -> float:
+        """``||A x_damp - y||`` of that minimiser (exact when the model is exact)."""
+        return float(np.sqrt(np.sum((damp**2 * self.mu / self.denominator(damp)) ** 2
+                                    * np.abs(Y) ** 2)))
+
+    def normal_inverse(self, damp: float) -> "SpectralOperator":
+        """``(A^H A + damp^2 R^H R)^{-1}`` in this basis, as a SpectralOperator."""
+        return SpectralOperator(1.0 / self.denominator(damp), self.kind,
+                                dtype=np.float64 if self.real else np.complex128)
+
+
 def preconditioner(operator, *, damp=0.0, kind="auto"):
     """A LinearOperator approximating ``(A^H A + damp^2 I)^{-1}``, for ``M=`` of
     :func:`scipy.sparse.linalg.cg` on the normal equations.
@@ -329,30 +415,5 @@ def preconditioner(operator, *, damp=0.0, kind="auto"):
     >>> info
     0
     """
-    if not isinstance(operator, ConvolutionOperator):
-        raise TypeError(f"`operator` must be a linconv.ConvolutionOperator; got "
-                        f"{type(operator).__name__}")
-    damp = _damp(damp)
-    if kind not in ("auto", "dct", "circulant"):
-        raise ValueError(f"`kind` must be 'auto', 'dct' or 'circulant'; got {kind!r}")
-    geometry = operator.geometry
-    if geometry.output_shape != geometry.input_shape or any(s != 1 for s in geometry.strides):
-        raise ValueError(f"`operator` must be square with stride 1 (a 'same'-sized output); "
-                         f"got {geometry.input_shape} -> {geometry.output_shape}")
-    kernel = operator.kernel
-    weights = correlation_weights(kernel, operator.correlate)
-    if kind == "auto":
-        kind = "dct" if _is_symmetric(kernel) and all(
-            ax.lo == ax.hi for ax in geometry.axes) and all(
-            d == 1 for d in geometry.dilations) else "circulant"
-    if kind == "dct":
-        if any(d != 1 for d in geometry.dilations):
-            raise ValueError("the DCT preconditioner needs dilation 1; use kind='circulant'")
-        lam = dct_eigenvalues(kernel, geometry.input_shape, correlate=operator.correlate)
-        power = lam**2
-    else:
-        periodic = dataclasses.replace(geometry, boundary="wrap")
-        power = np.abs(sp_fft.fftn(periodic.circular_kernel(weights), workers=-1)) ** 2
-    floor = np.finfo(float).eps * power.max()  # zero modes: bounded, not infinite
-    multiplier = 1.0 / np.maximum(power + damp**2, floor)
-    return SpectralOperator(multiplier, "dct" if kind == "dct" else "fft", dtype=operator.dtype)
+    model = SpectralModel(operator, "tikhonov", kind)
+    return model.normal_inverse(_damp(damp))

@@ -237,6 +237,25 @@ class Geometry:
                 )
         return geometry
 
+    @classmethod
+    def from_output(cls, kernel_shape, output_shape, mode="same", boundary="zero",
+                    name: str = "y") -> "Geometry":
+        """The stride-1 geometry whose output has `output_shape` (for inverse problems)."""
+        output_shape = as_shape(output_shape, name)
+        kernel_shape = tuple(kernel_shape)
+        if len(kernel_shape) != len(output_shape):
+            raise ValueError(f"`kernel` must have one axis per axis of `{name}` "
+                             f"({len(output_shape)}); got kernel shape {kernel_shape}")
+        probe = cls.from_args(kernel_shape, kernel_shape, mode, boundary)  # pads only
+        sizes = tuple(m - lo - hi + k - 1 for m, k, (lo, hi)
+                      in zip(output_shape, kernel_shape, probe.pads))
+        if mode == "same":
+            sizes = output_shape
+        if any(n < 1 for n in sizes):
+            raise ValueError(f"no input gives an output of shape {output_shape} with "
+                             f"`mode`={mode!r} and a kernel of shape {kernel_shape}")
+        return cls.from_args(kernel_shape, sizes, mode, boundary)
+
     # -- sizes ---------------------------------------------------------------
     @property
     def ndim(self) -> int:

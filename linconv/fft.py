@@ -8,8 +8,8 @@ preconditioner       -- approximates (A^H A + damp^2 I)^{-1} for scipy's cg
 SpectralOperator     -- T^{-1} diag(d) T for the orthonormal DFT or DCT-II
 """
 
-from ._fft import (IllConditionedWarning, SpectralOperator, convolve, correlate,
+from ._fft import (IllConditionedWarning, SpectralModel, SpectralOperator, convolve, correlate,
                    dct_eigenvalues, eigenvalues, preconditioner, solve)
 
 __all__ = ["IllConditionedWarning", "SpectralOperator", "convolve", "correlate",
-           "dct_eigenvalues", "eigenvalues", "preconditioner", "solve"]
+           "dct_eigenvalues", "eigenvalues", "preconditioner", "solve", "SpectralModel"]
