@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import linconv
-from linconv._demo import gaussian_kernel, psnr
+from linconv.datasets import gaussian_kernel, psnr
 
 
 def main():

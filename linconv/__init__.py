@@ -36,6 +36,7 @@ Submodules
 ----------
 linconv.fft       -- the convolution theorem: eigenvalues, spectral solves, preconditioners
 linconv.symbolic  -- symbolic matrices with sympy (imported on first use)
+linconv.datasets  -- a test image, Gaussian kernels and PSNR for examples
 
 Conventions
 -----------
@@ -51,7 +52,7 @@ array([[-1,  1,  0],
        [ 0, -1,  1]])
 """
 
-from . import fft
+from . import datasets, fft
 from ._convolve import convolve, correlate
 from ._deconvolve import DeconvolutionResult, deconvolve, estimate_noise_std
 from ._geometry import Geometry
@@ -80,6 +81,7 @@ __all__ = [
     "correlate",
     "correlation_matrix",
     "deconvolve",
+    "datasets",
     "dense_to_conv",
     "estimate_noise_std",
     "fft",

@@ -34,6 +34,19 @@ def phantom(n: int = 256) -> np.ndarray:
 
 
 def gaussian_kernel(size: int = 9, sigma: float = 2.0) -> np.ndarray:
+    """A normalised 2-D Gaussian kernel of ``size x size`` taps (odd `size`: centred).
+
+    Examples
+    --------
+    >>> from linconv.datasets import gaussian_kernel
+    >>> k = gaussian_kernel(5, 1.0)
+    >>> k.shape, round(float(k.sum()), 12)
+    ((5, 5), 1.0)
+    """
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"`size` must be a positive integer; got {size!r}")
+    if not sigma > 0:
+        raise ValueError(f"`sigma` must be positive; got {sigma!r}")
     r = np.arange(size) - size // 2
     g = np.exp(-r**2 / (2 * sigma**2))
     kernel = np.outer(g, g)
@@ -41,6 +54,7 @@ def gaussian_kernel(size: int = 9, sigma: float = 2.0) -> np.ndarray:
 
 
 def psnr(estimate, truth) -> float:
+    """Peak signal-to-noise ratio in dB, for images with values in [0, 1]."""
     return float(10 * np.log10(1.0 / np.mean((estimate - truth) ** 2)))
 
 

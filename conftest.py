@@ -1,0 +1,11 @@
+"""pytest configuration for the whole repository."""
+
+import os
+import sys
+
+# the shared geometry cases and oracles (tests/cases.py) are imported by name
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tests"))
+
+# The docs' code examples run as doctests (*.rst); the Sphinx configuration,
+# extension and build outputs are not test modules.
+collect_ignore = ["docs/conf.py", "docs/_ext", "docs/_build", "docs/generated"]
