@@ -329,9 +329,8 @@ class FFTEngine(_MatrixOnDemand):
             y = g.upsample(y, g.sampled_shape)
         crop = g.spatial_input_shape if self.zero else g.padded_shape
         if self.block:
-            ax = g.axes[0]
-            lead = ax.span - 1 - (ax.lo if self.zero else 0)
-            z, _ = align_leads(y, [lead], [ax.span], [crop[0]], zero_lead=True)
+            lead = g.full_correlation_leads([g.axes[0].lo if self.zero else 0])
+            z, _ = align_leads(y, lead, [g.axes[0].span], [crop[0]], zero_lead=True)
             r = self.ols_adjoint(z, crop[0])
         else:
             r = self.adjoint_transform(y)[(Ellipsis,) + tuple(slice(0, n) for n in crop)]

@@ -256,6 +256,26 @@ class Geometry:
                              f"`mode`={mode!r} and a kernel of shape {kernel_shape}")
         return cls.from_args(kernel_shape, sizes, mode, boundary)
 
+    @classmethod
+    def transposed(cls, kernel_shape, input_shape, strides, dilations, pads, output_padding,
+                   channels: Channels) -> "Geometry":
+        """The convolution that a transposed convolution transposes.
+
+        A transposed convolution maps ``n`` samples to
+        ``(n - 1) * s - lo - hi + span + output_padding``; the convolution of that
+        many samples with the same stride, dilation and padding has at least ``n``
+        outputs, capped at ``n`` (more only when ``output_padding >= stride``).
+        """
+        axes = []
+        for axis, (n, k, s, d, (lo, hi), extra) in enumerate(
+                zip(input_shape, kernel_shape, strides, dilations, pads, output_padding)):
+            size = (n - 1) * s - lo - hi + d * (k - 1) + 1 + extra
+            if size < 1:
+                raise ValueError(f"the output of conv_transpose would be empty along axis "
+                                 f"{axis} (size {size}); reduce `padding`")
+            axes.append(AxisGeometry(size, k, s, d, lo, hi, limit=n))
+        return cls(tuple(axes), "zero", channels)
+
     # -- sizes ---------------------------------------------------------------
     @property
     def ndim(self) -> int:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from ._geometry import AxisGeometry, Channels, Geometry
+from ._geometry import Channels, Geometry
 from ._operator import GeometryOperator, _View, operator_dtype
 from ._validation import (as_array, as_format, as_int_tuple, as_kernel, as_method, as_padding,
                           as_shape, check_memory, _is_int)
@@ -102,20 +102,13 @@ def _transpose_geometry(weight, input_shape, stride, padding, output_padding, di
     strides = as_int_tuple(stride, nd, "stride")
     dilations = as_int_tuple(dilation, nd, "dilation")
     extra = as_int_tuple(output_padding, nd, "output_padding", minimum=0)
-    axes = []
-    for axis, (n, k, s, d, (lo, hi), op) in enumerate(
-            zip(spatial, weight.shape[2:], strides, dilations, pads, extra)):
+    for op, s, d in zip(extra, strides, dilations):
         if op >= s and op >= d:
             raise ValueError(f"`output_padding` must be smaller than either `stride` or "
                              f"`dilation` (as torch); got {extra} with stride {strides} and "
                              f"dilation {dilations}")
-        size = (n - 1) * s - lo - hi + d * (k - 1) + 1 + op  # the transposed output
-        if size < 1:
-            raise ValueError(f"the output of conv_transpose would be empty along axis {axis} "
-                             f"(size {size}); reduce `padding`")
-        # the convolution it transposes, with its outputs capped at the input's n
-        axes.append(AxisGeometry(size, k, s, d, lo, hi, limit=n))
-    return weight, Geometry(tuple(axes), "zero", channels)
+    return weight, Geometry.transposed(weight.shape[2:], spatial, strides, dilations, pads,
+                                       extra, channels)
 
 
 class ConvOperator(GeometryOperator):
