@@ -176,8 +176,7 @@ class DirectEngine(_MatrixOnDemand):
         dilated = geometry.dilate(weights)
         self.weights = np.conj(dilated)[None]  # ndimage conjugates: undo it
         self.adjoint_weights = np.flip(dilated, axis=tuple(range(geometry.ndim)))[None]
-        self.native = geometry.boundary == "zero" or all(
-            0 <= ax.lo <= ax.span - 1 and ax.sampled_length <= ax.n for ax in geometry.axes)
+        self.native = geometry.boundary == "zero" or geometry.pads_within_span
 
     def forward(self, x):
         g = self.geometry
@@ -254,10 +253,13 @@ class _Transform:
                             workers=-1)
 
 
-def _ols_block(span: int, length: int, real: bool) -> int:
-    """Overlap-save block length for a 1-D kernel `span` on a `length` signal (0: none)."""
-    block = sp_fft.next_fast_len(max(8 * span, 4096), real=real)
-    return block if 4 * block <= length else 0
+def _ols_block(geometry: Geometry, real: bool) -> int:
+    """Overlap-save block length for a long single-channel 1-D signal (0: transform it whole)."""
+    if geometry.ndim != 1 or geometry.channels is not None:
+        return 0
+    ax = geometry.axes[0]
+    block = sp_fft.next_fast_len(max(8 * ax.span, 4096), real=real)
+    return block if 4 * block <= ax.padded_length else 0
 
 
 class _OverlapSave:
@@ -269,8 +271,13 @@ class _OverlapSave:
         self.transform = _Transform.of_kernel(place_circular(kernel, (block,), (0,)), (block,),
                                               real)
 
+    @staticmethod
+    def blocks(out_len: int, block: int, span: int) -> int:
+        """How many blocks cover `out_len` outputs."""
+        return -(-out_len // (block - span + 1))
+
     def __call__(self, x, out_len):
-        blocks = -(-out_len // self.step)
+        blocks = self.blocks(out_len, self.transform.shape[0], self.span)
         need = (blocks - 1) * self.step + self.transform.shape[0]
         if x.shape[-1] < need:
             x = np.pad(x, ((0, 0), (0, need - x.shape[-1])))
@@ -299,9 +306,7 @@ class FFTEngine(_MatrixOnDemand):
         self.weights_given = weights
         self.real_kernel = real = weights.dtype.kind != "c"
         self.zero = geometry.boundary == "zero"
-        ax = geometry.axes[0]
-        single = geometry.ndim == 1 and geometry.channels is None
-        self.block = _ols_block(ax.span, ax.padded_length, real) if single else 0
+        self.block = _ols_block(geometry, real)
         if self.block:
             dilated = geometry.dilate(weights)
             self.ols_forward = _OverlapSave(dilated, self.block, real)
@@ -357,8 +362,8 @@ class GemmEngine(_MatrixOnDemand):
         self.weights_given = weights
         ch = geometry.channels
         self.grid, self.phase, self.offset = geometry.polyphase()
-        per_tap = weights.reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-        self.taps = np.flatnonzero(np.any(per_tap != 0, axis=(0, 1, 2)))
+        per_tap, self.taps = geometry.active_taps(weights)
+        per_tap = per_tap.reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
         self.w = np.ascontiguousarray(np.moveaxis(per_tap, -1, 0))  # (T, G, out/g, in/g)
         self.w_adjoint = np.ascontiguousarray(self.w.conj().swapaxes(-1, -2))
         self.tail = int(self.offset.max())
@@ -425,16 +430,12 @@ def make_engine(method: str, geometry: Geometry, weights: np.ndarray):
 def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, float]:
     """The cost model: estimated seconds of one forward application per method."""
     real = weights.dtype.kind != "c"
-    per_tap = weights.reshape(geometry.weight_shape[:2] + (-1,))
-    taps = max(int(np.count_nonzero(np.any(per_tap != 0, axis=(0, 1)))), 1)
+    taps = max(len(geometry.active_taps(weights)[1]), 1)
     ax = geometry.axes[0]
     ch = geometry.channels
-    if ch is None:
-        block = _ols_block(ax.span, ax.padded_length, real) if geometry.ndim == 1 else 0
-    else:
-        block = 0
+    block = _ols_block(geometry, real)
     if block:
-        size = block * -(-ax.sampled_length // (block - ax.span + 1))
+        size = block * _OverlapSave.blocks(ax.sampled_length, block, ax.span)
         log = math.log2(block)
     else:
         size = math.prod(sp_fft.next_fast_len(n, real=real) for n in geometry.padded_shape)
@@ -445,7 +446,7 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
         direct = DIRECT_NS * taps * outputs / min(CORES, max(1, outputs // BAND_MIN))
         fft = FFT_NS * size * log
     else:  # transforms of every channel plus the per-frequency channel mixing
-        outputs = math.prod(-(-ax.padded_length // ax.stride) for ax in geometry.axes)
+        outputs = math.prod(geometry.polyphase()[0])  # the grid every tap's GEMM covers
         macs = ch.out_channels * ch.in_per_group
         direct = GEMM_NS * macs * taps * outputs
         fft = FFT_NS * size * log * (ch.in_channels + ch.out_channels) / 2 + \
@@ -455,9 +456,7 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
 
 def choose_method(geometry: Geometry, weights: np.ndarray) -> str:
     """The method "auto" uses for this geometry and weights (see the module docs)."""
-    per_tap = weights.reshape(geometry.weight_shape[:2] + (-1,))
-    taps = int(np.count_nonzero(np.any(per_tap != 0, axis=(0, 1))))
-    if geometry.pattern_bound(taps) <= SPARSE_LIMIT:
+    if geometry.pattern_bound(len(geometry.active_taps(weights)[1])) <= SPARSE_LIMIT:
         return "sparse"
     costs = estimated_seconds(geometry, weights)
     return min(costs, key=costs.get)

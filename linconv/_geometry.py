@@ -339,6 +339,18 @@ class Geometry:
     def dilations(self) -> tuple[int, ...]:
         return tuple(ax.dilation for ax in self.axes)
 
+    @property
+    def pads_within_span(self) -> bool:
+        """Padding inside the kernel's reach and outputs inside the input, on every axis:
+        a filter that extends its input itself (scipy.ndimage) needs no padded copy."""
+        return all(0 <= ax.lo <= ax.span - 1 and ax.sampled_length <= ax.n for ax in self.axes)
+
+    def active_taps(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(per_tap, taps)``: the weights as ``(C_out, C_in // groups, kernel taps)`` and the
+        flat spatial taps where any channel's weight is non-zero."""
+        per_tap = weights.reshape(self.weight_shape[:2] + (-1,))
+        return per_tap, np.flatnonzero(np.any(per_tap != 0, axis=(0, 1)))
+
     # -- the sparse pattern -------------------------------------------------
     def pattern_bound(self, ntaps: int | None = None) -> int:
         """Upper bound on the stored entries with `ntaps` spatial taps (all by default)."""

@@ -22,8 +22,7 @@ def correlation_csr(geometry: Geometry, weights: np.ndarray) -> sp.csr_array:
     `weights` has the kernel's shape, or ``(C_out, C_in // groups, *kernel)``
     for a geometry with channels.
     """
-    per_tap = weights.reshape(geometry.weight_shape[:2] + (-1,))
-    taps = np.flatnonzero(np.any(per_tap != 0, axis=(0, 1)))
+    per_tap, taps = geometry.active_taps(weights)
     pattern = geometry.pattern(taps, itemsize=weights.itemsize)
     chosen = per_tap[:, :, taps]
     matrix = sp.csr_array((pattern.values(chosen), pattern.indices, pattern.indptr),

@@ -66,8 +66,7 @@ def kernel_symbols(shape, name: str = "h") -> np.ndarray:
 def _matrix(geometry: Geometry, weights: np.ndarray):
     """The ImmutableSparseMatrix of the correlation with symbolic `weights`."""
     sympy = _sympy()
-    per_tap = weights.reshape(geometry.weight_shape[:2] + (-1,))
-    taps = np.flatnonzero(np.any(per_tap != 0, axis=(0, 1)))
+    per_tap, taps = geometry.active_taps(weights)
     pattern = geometry.pattern(taps, what="the symbolic matrix")
     values = pattern.values(per_tap[:, :, taps])
     rows, cols = pattern.rows(), pattern.indices
