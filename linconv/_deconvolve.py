@@ -129,9 +129,12 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
       every axis of non-overlapping 2x...x2 blocks): blur removes the finest
       details; the median ignores the few edges that remain;
     - with `kernel`: the orthonormal DCT coefficients at the 10 % of
-      frequencies where the kernel's frequency response is smallest.  This one
-      knows the blur, so it stays accurate down to noise levels 100x lower,
-      where the Haar details hold more image than noise.
+      frequencies where the kernel's frequency response is smallest, of the
+      whole frame and of its interior (a kernel's size in from every edge,
+      where no boundary rule shows).  This one knows the blur, so it stays
+      accurate down to noise levels 100x lower, where the Haar details hold
+      more image than noise; it cannot separate noise from image for a kernel
+      that hardly attenuates any frequency (pass `noise_std` there).
 
     Parameters
     ----------
@@ -174,8 +177,12 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
         if kernel.ndim != y.ndim:
             raise ValueError(f"`kernel` must have one axis per axis of `y` ({y.ndim}); got "
                              f"shape {kernel.shape}")
-        spectral = np.median(np.abs(_attenuated_coefficients(y, kernel))) / MAD_TO_STD
-        estimate = min(estimate, float(spectral))
+        # also in the interior, away from the edges whose boundary rule the DCT does not know
+        interior = tuple(slice(k, n - k) if n > 4 * k else slice(None)
+                         for n, k in zip(y.shape, kernel.shape))
+        for part in (y, y[interior]):
+            spectral = np.median(np.abs(_attenuated_coefficients(part, kernel))) / MAD_TO_STD
+            estimate = min(estimate, float(spectral))
     return estimate
 
 

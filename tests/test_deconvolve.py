@@ -411,3 +411,38 @@ def test_demo_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "linconv", "demo", "--size", "4"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--size must be at least 16" in bad.stderr
+
+
+@pytest.mark.parametrize("shape,kshape,mode,boundary", [
+    ((200,), (9,), "same", "zero"), ((200,), (9,), "valid", "zero"),
+    ((180,), (7,), "full", "zero"), ((10, 12, 11), (3, 5, 3), "same", "reflect"),
+    ((10, 12, 11), (3, 3, 3), "valid", "edge")])
+def test_auto_damp_in_1d_3d_and_every_mode(shape, kshape, mode, boundary):
+    rng = np.random.default_rng(5)
+    kernel = gaussian(kshape, 1.5)
+    op = linconv.ConvolutionOperator(kernel, shape, mode, boundary=boundary)
+    A = dense_problem(shape, kernel, mode, boundary)
+    truth = np.clip(image(shape), 0, 1)
+    clean = (A @ truth.ravel()).reshape(op.output_shape)
+    svd = np.linalg.svd(A, full_matrices=False)
+    previous = -np.inf
+    for sigma in (0.05, 0.01, 1e-3, 0.0):
+        y = clean + sigma * rng.standard_normal(clean.shape)
+        if sigma:
+            told = linconv.deconvolve(y, kernel, mode=mode, boundary=boundary, noise_std=sigma)
+            U, s, Vh = svd
+            z = U.T @ y.ravel()
+            best = max(linconv.datasets.psnr((Vh.T @ (s / (s**2 + d**2) * z)).reshape(shape),
+                                             truth) for d in np.geomspace(1e-6, 1, 61))
+            assert linconv.datasets.psnr(told.x, truth) >= best - 1.0, sigma
+        got = linconv.datasets.psnr(linconv.deconvolve(y, kernel, mode=mode,
+                                                       boundary=boundary).x, truth)
+        assert got >= previous - 0.2, (sigma, got, previous)
+        previous = got
+    for solver in ("cg", "lsqr") if op.input_shape == op.output_shape else ("lsqr",):
+        # the iterative discrepancy damp also meets the target on the exact residual
+        y = clean + 0.01 * rng.standard_normal(clean.shape)
+        result = linconv.deconvolve(y, kernel, mode=mode, boundary=boundary, solver=solver,
+                                    noise_std=0.01, tol=1e-8)
+        residual = np.linalg.norm(A @ result.x.ravel() - y.ravel())
+        np.testing.assert_allclose(residual, 0.01 * np.sqrt(y.size), rtol=0.05)
