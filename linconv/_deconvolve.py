@@ -838,6 +838,54 @@ def _warn_undamped(problem: _Problem, sigma: float):
             stacklevel=4)
 
 
+def _boundary_mismatch(problem: _Problem, x, sigma: float, options: _Options):
+    """A message when the residual piles up near the edges: the boundary rule is wrong there.
+
+    With the right model the residual ``A x - y`` of the discrepancy solution is
+    noise everywhere.  Data cut out of a larger scene under a zero model leave
+    a residual concentrated within the kernel's reach of the edges (measured
+    1.5-1.9x the interior's rms, against 0.99-1.02 with the right model); the
+    damp, chosen for the noise alone, is then far too small there and the
+    image rings.  The periodic model fits any data, so there the data are
+    checked: a jump across the seam much larger than the steps beside it.
+    """
+    op = problem.op
+    reach = [k for k in problem.setup.kernel.shape]
+    shape = op.output_shape
+    band = np.zeros(shape, dtype=bool)
+    for axis, (n, k) in enumerate(zip(shape, reach)):
+        if n <= 4 * k:
+            return None  # too small to tell edges from interior
+        index = [slice(None)] * len(shape)
+        index[axis] = np.r_[0:k, n - k:n]
+        band[tuple(index)] = True
+    if band.sum() < 100:
+        return None
+    advice = (f"the boundary rule {options.boundary!r} does not fit these data, and the damp "
+              "(chosen for the noise alone) is too small there. For data cut out of a larger "
+              "scene use mode='valid' (the unknown extends past the frame) or "
+              "boundary='symmetric'")
+    rms = lambda a: float(np.sqrt(np.mean(np.abs(a) ** 2)))
+    if options.boundary == "wrap":  # the periodic model fits anything: look at the data's seam
+        y = problem.y
+        for axis, k in enumerate(reach):
+            # a circular blur smooths across the seam as everywhere: compare with the steps
+            # beside it, within the kernel's reach (not with the image's own edges elsewhere)
+            seam = rms(np.take(y, 0, axis) - np.take(y, -1, axis))
+            near = np.take(y, np.r_[-k - 1:0, 0:k + 1], axis=axis)
+            step = rms(np.delete(np.diff(near, axis=axis), k, axis=axis))
+            if seam > 4 * step:
+                return (f"the data jump {seam / step:.0f}x more across the periodic seam of "
+                        f"axis {axis} than beside it: {advice}")
+        return None
+    residual = problem.weighted(op @ np.ravel(x) - problem.y.ravel()).reshape(shape)
+    edge, inner = rms(residual[band]), rms(residual[~band])
+    if inner > 0 and edge > 1.25 * inner and edge > 1.2 * sigma:
+        return (f"the residual is {edge / inner:.1f}x larger within the kernel's reach of the "
+                f"edges than inside: {advice}")
+    return None
+
+
 # -- the front door ----------------------------------------------------------------------------
 
 def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solver="auto",
@@ -1042,6 +1090,11 @@ def _solve_frame(setup, table, solver, options, y, index, damps, x0):
                                                      maxiter)
     finally:
         tracker.close()
+    if damps is None and solver != "richardson-lucy" and options.mode != "valid" and sigma:
+        mismatch = _boundary_mismatch(problem, x, sigma, options)
+        if mismatch:
+            warnings.warn(mismatch, UserWarning, stacklevel=3)
+            messages.append(mismatch)
     return {"x": np.asarray(x).reshape(setup.op.input_shape), "damp": float(damp),
             "iterations": int(iterations), "converged": bool(converged),
             "norms": np.array(tracker.norms), "sigma": sigma, "messages": messages}

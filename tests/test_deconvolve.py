@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.signal
 
 import linconv
 from cases import Case, dense_by_columns, oracle_convolve
@@ -446,3 +447,24 @@ def test_auto_damp_in_1d_3d_and_every_mode(shape, kshape, mode, boundary):
                                     noise_std=0.01, tol=1e-8)
         residual = np.linalg.norm(A @ result.x.ravel() - y.ravel())
         np.testing.assert_allclose(residual, 0.01 * np.sqrt(y.size), rtol=0.05)
+
+
+def test_a_boundary_rule_that_does_not_fit_the_data_warns():
+    """Data cut out of a larger scene (no inverse crime): zero and periodic models ring."""
+    n, k = 96, 7
+    kernel = gaussian((k, k), 1.5)
+    scene = np.clip(image((n + k - 1, n + k - 1)), 0, 1) + np.linspace(0, 1, n + k - 1)
+    y = scipy.signal.correlate(scene, kernel, "valid")       # the scene continues past the frame
+    y = y + 0.01 * np.random.default_rng(0).standard_normal(y.shape)
+    for boundary in ("zero", "wrap"):
+        with pytest.warns(UserWarning, match=f"the boundary rule '{boundary}' does not fit"):
+            linconv.deconvolve(y, kernel, boundary=boundary)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        linconv.deconvolve(y, kernel, boundary="symmetric")
+        linconv.deconvolve(y, kernel, mode="valid")
+        for boundary in ("zero", "wrap", "reflect"):
+            model_data = linconv.convolve(scene[:n, :n], kernel, "same", boundary=boundary)
+            linconv.deconvolve(model_data + 0.01 * RNG.standard_normal((n, n)), kernel,
+                               boundary=boundary)
