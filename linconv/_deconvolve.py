@@ -103,7 +103,7 @@ def _haar_details(y):
 
 
 def _attenuated_coefficients(y, kernel, fraction=0.1):
-    """The DCT coefficients of `y` at the `fraction` of frequencies the kernel damps most.
+    """The DCT coefficients of `y` at the frequencies the kernel damps most.
 
     The DCT (a symmetric extension, so no jump where the frame ends) of white
     noise is white noise of the same deviation; the blurred image has almost
@@ -113,7 +113,10 @@ def _attenuated_coefficients(y, kernel, fraction=0.1):
     response = np.abs(sp_fft.fftn(kernel, [2 * n for n in y.shape]))
     response = response[tuple(slice(0, n) for n in y.shape)]  # |H| at pi k / n
     coefficients = sp_fft.dctn(y, norm="ortho")
-    count = max(32, int(fraction * y.size))
+    # every frequency the kernel damps 100-fold (up to half), at least `fraction` of them:
+    # the more coefficients, the smaller the estimate's spread
+    damped = int(np.count_nonzero(response <= 1e-2 * response.max()))
+    count = max(32, int(fraction * y.size), min(damped, y.size // 2))
     order = np.argpartition(response.ravel(), min(count, y.size - 1))[:count]
     return coefficients.ravel()[order]
 
@@ -128,10 +131,10 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
     - the finest "all-detail" Haar wavelet coefficients (differences along
       every axis of non-overlapping 2x...x2 blocks): blur removes the finest
       details; the median ignores the few edges that remain;
-    - with `kernel`: the orthonormal DCT coefficients at the 10 % of
-      frequencies where the kernel's frequency response is smallest, of the
-      whole frame and of its interior (a kernel's size in from every edge,
-      where no boundary rule shows).  This one knows the blur, so it stays
+    - with `kernel`: the orthonormal DCT coefficients of the frame's interior
+      (a kernel's size in from every edge, where no boundary rule shows) at
+      the frequencies where the kernel's frequency response is below 1 % of
+      its peak (at least 10 % of the frequencies, at most half).  This one knows the blur, so it stays
       accurate down to noise levels 100x lower, where the Haar details hold
       more image than noise; it cannot separate noise from image for a kernel
       that hardly attenuates any frequency (pass `noise_std` there).
@@ -180,9 +183,8 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
         # also in the interior, away from the edges whose boundary rule the DCT does not know
         interior = tuple(slice(k, n - k) if n > 4 * k else slice(None)
                          for n, k in zip(y.shape, kernel.shape))
-        for part in (y, y[interior]):
-            spectral = np.median(np.abs(_attenuated_coefficients(part, kernel))) / MAD_TO_STD
-            estimate = min(estimate, float(spectral))
+        spectral = np.median(np.abs(_attenuated_coefficients(y[interior], kernel))) / MAD_TO_STD
+        estimate = min(estimate, float(spectral))
     return estimate
 
 
@@ -414,7 +416,7 @@ class _Setup:
         return self._factors is not False
 
     def kronecker(self) -> _Kronecker:
-        if self._kronecker is None:
+        if self._kronecker is None and self.separable:
             self._kronecker = _Kronecker(self._factors, self.op.input_shape, self.options)
         return self._kronecker
 
