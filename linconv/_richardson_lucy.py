@@ -25,15 +25,15 @@ class RLOutcome:
     iterations : int
         Iterations run.
     converged : bool
-        Whether a stopping rule (discrepancy or `tol`) was met, rather than the
+        Whether a stopping rule (risk minimum or `tol`) was met, rather than the
         iteration cap.
     residual_norms : ndarray
         ``||sqrt(w) (A x_k + b - y)||`` after each iteration ``k``.
     stop_reason : str
-        ``"discrepancy"``, ``"tol"`` or ``"maxiter"``.
+        ``"risk"`` (minimum of the risk estimate), ``"tol"`` or ``"maxiter"``.
     noise_model : tuple of float
         ``(gain, variance)`` of the noise model ``Var y = gain * (A x + b) + variance``
-        estimated from the data for the discrepancy rule (``maxiter=None`` only,
+        estimated from the data for the stopping rule (``maxiter=None`` only,
         else ``None``).
     """
 
@@ -115,9 +115,10 @@ def _as_shaped(name, value, shape, dtype):
 
 
 def _gradient(x):
-    """Forward differences along every axis, zero across the last sample (Neumann)."""
+    """Forward differences along every axis but the leading (batch) one, zero across
+    the last sample (Neumann)."""
     grads = []
-    for axis in range(x.ndim):
+    for axis in range(1, x.ndim):
         g = np.zeros_like(x)
         index = [slice(None)] * x.ndim
         index[axis] = slice(0, -1)
@@ -129,7 +130,7 @@ def _gradient(x):
 def _divergence(fields):
     """``-gradient^T``: backward differences, the exact negative adjoint of :func:`_gradient`."""
     div = np.zeros_like(fields[0])
-    for axis, f in enumerate(fields):
+    for axis, f in enumerate(fields, start=1):
         shifted = np.zeros_like(f)
         index, source = [slice(None)] * f.ndim, [slice(None)] * f.ndim
         index[axis], source[axis] = slice(1, None), slice(0, -1)
@@ -200,21 +201,31 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
 
     Notes
     -----
-    **Stopping rule** (``maxiter=None``): the discrepancy principle for
-    Poisson-Gaussian noise, a generalisation of Bertero et al. (2010): stop
-    at the first iteration with
+    **Stopping rule** (``maxiter=None``): the iterate that minimises an
+    unbiased estimate of the prediction risk ``sum w (A x_k + b - E y)^2``
+    (Stein's unbiased risk estimate for Poisson-Gaussian noise; to first
+    order Luisier et al.'s PURE for Poisson counts):
 
-    .. math:: D_k = \frac{1}{\sum w} \sum_i w_i \frac{(A x_k + b - y)_i^2}
-              {g\,(A x_k + b)_i + \sigma^2} \le 1,
+    .. math:: R_k = \|\sqrt{w} (A x_k + b - y)\|^2 - \sum_i w_i v_i
+              + 2 \sum_i w_i v_i \frac{\partial (A x_k)_i}{\partial y_i},
 
-    where the gain ``g`` and variance ``sigma**2`` are estimated from the data
-    once (:func:`noise_variance_model`; for Poisson counts ``g = 1``,
-    ``sigma = 0`` and ``D_k`` is Pearson's statistic, about ``2/N`` times the
-    Kullback-Leibler discrepancy of Bertero et al.).  The discrepancy of the
-    truth is 1 on average, and Richardson-Lucy, which fits the data more
-    closely with every iteration, reaches it near its best iterate (measured in
-    ``benchmarks/bench_rl.py``).  The rule also stops on `tol` and at 500
-    iterations.  With exactly noise-free data it runs to `tol` or the cap.
+    with the variance ``v = gain * y + variance`` of a noise model fitted to the
+    data once (:func:`noise_variance_model`: Poisson counts, scaled counts,
+    Gaussian noise or a mix) and the divergence estimated by Monte Carlo: a
+    second copy of the iteration runs beside the first (as a batch of two, so
+    each iteration applies ``A`` and ``A^H`` to two images) on data perturbed
+    by ``+-0.01 sqrt(mean v)`` (fixed seed; samples below that step are not
+    perturbed, so the data stay ``>= 0``).  The iteration runs
+    ``max(10, k/4)`` iterations past the smallest ``R_k`` so far and returns
+    the iterate ``x_k`` there; `iterations` and `residual_norms` refer to that
+    iterate (the callback has seen the later ones too).  It also stops on `tol`
+    and at 500 iterations (``stop_reason="maxiter"`` if the risk still falls).
+    On noise-free data the risk is the residual, so it runs to `tol` or the
+    cap.  Measured against the best-PSNR iteration count (found with the
+    truth) on beads volumes and two images at 15 noise levels
+    (``benchmarks/bench_rl.py``), it lands within 0.1 dB on images and within
+    about 0.5 dB on low-count beads, where the discrepancy principle of
+    Bertero et al. (2010) stops 0.1 to 4.5 dB early.
 
     **Guards.**  Pixels with ``A^H w`` below ``1000 eps max(A^H w)`` are not
     observed by any weighted sample (for example under a mask wider than the
@@ -244,6 +255,9 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     D. S. C. Biggs, M. Andrews, Applied Optics 36 (1997) 1766.
     N. Dey et al., Microsc. Res. Tech. 69 (2006) 260.
     M. Bertero et al., Inverse Problems 26 (2010) 105004.
+    F. Luisier, T. Blu, M. Unser, IEEE Trans. Image Process. 19 (2010) 415 (PURE).
+    S. Ramani, T. Blu, M. Unser, IEEE Trans. Image Process. 17 (2008) 1540 (Monte-Carlo SURE).
+    A. Foi et al., IEEE Trans. Image Process. 17 (2008) 1737 (Poisson-Gaussian model).
 
     Examples
     --------
@@ -256,7 +270,7 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     >>> y = rng.poisson(op.apply(truth) + 5.0).astype(float)
     >>> out = richardson_lucy(op, y, background=5.0)
     >>> out.stop_reason, bool(out.x.min() >= 0), out.x.shape
-    ('discrepancy', True, (64, 64))
+    ('risk', True, (64, 64))
     >>> bool(np.abs(out.x - truth).mean() < np.abs(y - 5.0 - truth).mean())
     True
     """
@@ -314,62 +328,85 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
                              f"got {x.shape}")
         _check_nonnegative("x0", x)
         x = x.astype(dtype)  # a copy: x0 is never modified
-    start = x.copy()
+    start = x
     denominator = np.where(seen, sensitivity, 1)
     ratio_floor = eps * max(float(y.max(initial=0)), float(np.finfo(dtype).tiny))
     tv_eps = 1e-3 * max(float(x.mean()), float(np.finfo(dtype).tiny))
 
+    # The automatic rule runs a second, perturbed copy of the iteration beside
+    # the first (a batch of two) for the Monte-Carlo divergence of the risk.
+    data = y[None]
+    if maxiter is None:
+        noise_model = gain, level = noise_variance_model(y, w)
+        variance = w * (gain * y + level)  # w Var(y), estimated from the data
+        probe_step = 1e-2 * math.sqrt(float(variance[observed].mean()))
+        if probe_step > 0:
+            signs = np.random.default_rng(0).choice(np.array([-1, 1], dtype), out_shape)
+            probe = signs * (y > probe_step)  # y + step * probe stays >= 0
+            data = np.stack([y, y + probe_step * probe])
+    else:
+        noise_model = None
+    cap = MAX_ITERATIONS if maxiter is None else int(maxiter)
+    patience = lambda best: max(10, math.ceil(best / 4))
+    image_axes = tuple(range(1, len(in_shape) + 1))
+    dot = lambda u, v: np.sum(u * v, axis=image_axes, keepdims=True)
+
     def step(x, ax):
-        """One (RL or RL-TV) multiplicative step from x, given A x."""
-        model = np.maximum(ax + b, ratio_floor)
-        correction = adjoint(w * y / model)
+        """One (RL or RL-TV) multiplicative step from the batch x, given A x."""
+        correction = adjoint(w * data / np.maximum(ax + b, ratio_floor))
+        scale = denominator
         if tv > 0:
             grads = _gradient(x)
             norm = np.sqrt(sum(g * g for g in grads) + tv_eps ** 2)
             penalty = tv * _divergence([g / norm for g in grads])
             scale = np.maximum(denominator - penalty, 1e-3 * denominator)
-        else:
-            scale = denominator
         return np.where(seen, np.maximum(x * correction / scale, 0), start)
 
-    noise_model = None
-    if maxiter is None:
-        noise_model = noise_variance_model(y, w)
-        gain, variance = noise_model
-        variance_floor = (eps * max(float(y.max(initial=0)), 1e-30)) ** 2
-        total_weight = float(w.sum())
-    cap = MAX_ITERATIONS if maxiter is None else int(maxiter)
-
-    norms = []
+    x = np.repeat(start[None], len(data), axis=0)
     ax = forward(x)
     previous_step, previous_g = x, None
-    reason, converged = "maxiter", False
-    for _ in range(cap):
+    norms, risks = [], []
+    best = (math.inf, 0, x[0])  # (risk, iteration, iterate) of the automatic rule
+    reason = "maxiter"
+    for k in range(1, cap + 1):
         new = step(x, ax)
         if accelerate:
             g = new - x
             alpha = 0.0
             if previous_g is not None:
-                gg = float(np.vdot(previous_g, previous_g))
-                alpha = float(np.vdot(g, previous_g)) / gg if gg > 0 else 0.0
-                alpha = min(max(alpha, 0.0), 1.0 - 1e-3)
+                gg = dot(previous_g, previous_g)
+                alpha = np.clip(dot(g, previous_g) / np.where(gg > 0, gg, 1), 0, 1 - 1e-3)
             previous_g = g
             new, previous_step = np.maximum(new + alpha * (new - previous_step), 0), new
-        change = float(np.linalg.norm(new - x)) / max(float(np.linalg.norm(new)), 1e-300)
+        change = float(np.linalg.norm(new[0] - x[0])) / max(float(np.linalg.norm(new[0])),
+                                                            1e-300)
         x = new
         ax = forward(x)
-        residual = ax + b - y
+        residual = ax[0] + b - y
         norms.append(math.sqrt(float(np.sum(w * residual * residual))))
         if callback is not None:
-            callback(x)
-        if change < tol:
-            reason, converged = "tol", True
-            break
+            callback(x[0])
         if maxiter is None:
-            var = np.maximum(gain * np.maximum(ax + b, 0) + variance, variance_floor)
-            if float(np.sum(w * residual * residual / var)) <= total_weight:
-                reason, converged = "discrepancy", True
+            # Stein's unbiased estimate of the weighted prediction risk
+            # sum w (A x_k + b - E y)^2, divergence by a finite difference.
+            risk = norms[-1] ** 2 - float(variance.sum())
+            if len(data) == 2:
+                risk += 2 * float(np.sum(variance * probe * (ax[1] - ax[0]))) / probe_step
+            if risk < best[0]:
+                best = (risk, k, x[0])
+            if k >= best[1] + patience(best[1]):
+                reason = "risk"
                 break
-    return RLOutcome(x=x, iterations=len(norms), converged=converged,
+        if change < tol:
+            reason = "tol"
+            break
+    if maxiter is None:
+        _, k, x = best
+        norms = norms[:k]
+        if reason == "maxiter" and k < cap:
+            reason = "risk"
+    else:
+        x = x[0]
+    return RLOutcome(x=x, iterations=len(norms), converged=reason != "maxiter",
                      residual_norms=np.array(norms), stop_reason=reason,
                      noise_model=noise_model)
