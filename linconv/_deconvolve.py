@@ -477,7 +477,7 @@ def _check_uses(solver: str, table, options: _Options) -> None:
     if options.solver == "auto":
         warnings.warn(f"solver 'auto' chose {solver!r}, which does not use {names}"
                       f"{' (' + hint + ')' if hint else ''}; they were ignored", UserWarning,
-                      stacklevel=4)
+                      stacklevel=3)
         return
     raise ValueError(f"solver {solver!r} does not use {names}{'; ' + hint if hint else ''}")
 
@@ -1041,8 +1041,9 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
         raise ValueError("`regularizer`='tv' needs solver='richardson-lucy'")
     damps = None if options.damp is None else np.broadcast_to(options.damp, batch)
 
-    frames = [_solve_frame(setup, table, chosen, options, y[index], index, damps, x0)
-              for index in np.ndindex(*batch)]
+    frames = []
+    for index in np.ndindex(*batch):  # a loop, not a comprehension: warnings' stack level
+        frames.append(_solve_frame(setup, table, chosen, options, y[index], index, damps, x0))
     x = np.stack([f["x"] for f in frames]).reshape(batch + setup.op.input_shape)
     if y.dtype.kind != "c" and kernel.dtype.kind != "c":
         x = x.real
@@ -1095,7 +1096,7 @@ def _solve_frame(setup, table, solver, options, y, index, damps, x0):
     if damps is None and solver != "richardson-lucy" and options.mode != "valid" and sigma:
         mismatch = _boundary_mismatch(problem, x, sigma, options)
         if mismatch:
-            warnings.warn(mismatch, UserWarning, stacklevel=3)
+            warnings.warn(mismatch, UserWarning, stacklevel=3)  # deconvolve's caller
             messages.append(mismatch)
     return {"x": np.asarray(x).reshape(setup.op.input_shape), "damp": float(damp),
             "iterations": int(iterations), "converged": bool(converged),
