@@ -1,12 +1,26 @@
-"""A convolution layer as a linconv operator against torch on the CPU.
+"""Convolution layers as linconv operators against torch on the CPU.
 
-Run: python benchmarks/bench_nn.py [--repeat 7]
+Run: python benchmarks/bench_nn.py [--repeat 9] [--dtype float32 float64] [--case NAME ...]
 
-Batch 8, 64 -> 64 channels, 56x56, 3x3 kernel, padding 1 (a ResNet layer):
-forward (torch conv2d) and adjoint (torch conv_transpose2d, which is the
-transpose of the same matrix) in float32 and float64, round-robin in one run,
-torch using all its CPU threads.  Also the build time of that layer's sparse
-matrix (64*56*56 = 200,704 rows, about 115 million entries).
+Every layer case of issue 13, forward and adjoint, float32 and float64, in
+one run.  Each row races linconv (``method="auto"``) against the torch call
+computing the same map, round-robin (so drift in the machine's load hits both
+alike), and reports medians and the ratio linconv / torch (below 1: linconv
+is faster).  torch runs with as many threads as linconv uses.  The adjoint of
+a convolution is torch's transposed convolution with the same weight, and the
+adjoint of a transposed convolution is the convolution.
+
+Cases:
+
+- ``conv``: batch 8, 64 -> 64 channels, 56x56, 3x3, padding 1 (a ResNet layer),
+- ``conv_transpose``: batch 8, 64 -> 64 channels, 28x28 -> 56x56, 3x3, stride 2,
+  padding 1, output_padding 1 (a decoder's upsampling layer),
+- ``depthwise``: batch 8, 128 channels, 56x56, 3x3, groups 128, padding 1,
+- ``depthwise_x2``: batch 8, 64 -> 128 channels, 56x56, 3x3, groups 64 (depth multiplier 2),
+- ``single``: one channel, 1024x1024, 5x5, stride 2, dilation 2, padding 4.
+
+``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
+(64*56*56 = 200,704 rows, about 115 million entries).
 """
 
 from __future__ import annotations
@@ -19,38 +33,85 @@ import numpy as np
 import linconv
 from _harness import print_table, race
 
+# name -> (batch, C_in, C_out, spatial, kernel, keyword arguments, transposed)
+CASES = {
+    "conv": (8, 64, 64, (56, 56), (3, 3), dict(padding=1), False),
+    "conv_transpose": (8, 64, 64, (28, 28), (3, 3),
+                       dict(stride=2, padding=1, output_padding=1), True),
+    "depthwise": (8, 128, 128, (56, 56), (3, 3), dict(padding=1, groups=128), False),
+    "depthwise_x2": (8, 64, 128, (56, 56), (3, 3), dict(padding=1, groups=64), False),
+    "single": (1, 1, 1, (1024, 1024), (5, 5), dict(stride=2, dilation=2, padding=4), False),
+}
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip-matrix", action="store_true")
-    args = parser.parse_args(argv)
+
+def layer(name, dtype, rng):
+    """(operator, torch forward, torch adjoint, x, y) for one case."""
     import torch
     import torch.nn.functional as F
 
+    batch, c_in, c_out, spatial, kernel, kw, transposed = CASES[name]
+    groups = kw.get("groups", 1)
+    conv_kw = {k: v for k, v in kw.items() if k != "output_padding"}
+    if transposed:  # weight (C_in, C_out // groups, *k)
+        w = rng.standard_normal((c_in, c_out // groups) + kernel)
+        op = linconv.conv_transpose_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        tw = torch.from_numpy(w.astype(dtype))
+        fwd = lambda t: F.conv_transpose2d(t, tw, **kw)
+        adj = lambda t: F.conv2d(t, tw, **conv_kw)
+    else:
+        w = rng.standard_normal((c_out, c_in // groups) + kernel)
+        op = linconv.conv_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        tw = torch.from_numpy(w.astype(dtype))
+        fwd = lambda t: F.conv2d(t, tw, **conv_kw)
+        # torch's output_padding recovers the input size the stride rounds away
+        s, p, d = (kw.get(k, v) for k, v in (("stride", 1), ("padding", 0), ("dilation", 1)))
+        extra = tuple(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1) for n, m, k
+                      in zip(spatial, op.output_shape[1:], kernel))
+        adj = lambda t: F.conv_transpose2d(t, tw, output_padding=extra, **conv_kw)
+    x = rng.standard_normal((batch,) + op.input_shape).astype(dtype)
+    y = rng.standard_normal((batch,) + op.output_shape).astype(dtype)
+    return op, fwd, adj, x, y
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--skip-matrix", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    from linconv import _engines
+
+    threads = _engines.CORES
+    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     rows = []
-    for dtype in ("float32", "float64"):
-        w = rng.standard_normal((64, 64, 3, 3)).astype(dtype) / 24
-        x = rng.standard_normal((8, 64, 56, 56)).astype(dtype)
-        op = linconv.conv_operator(w, x.shape[1:], padding=1)
-        tw, tx = torch.from_numpy(w), torch.from_numpy(x)
-        with torch.inference_mode():
-            times = race({
-                "linconv fwd": lambda: op.apply(x),
-                "torch conv2d": lambda: F.conv2d(tx, tw, padding=1),
-                "linconv adj": lambda: op.T.apply(x),
-                "torch conv_transpose2d": lambda: F.conv_transpose2d(tx, tw, padding=1),
-            }, args.repeat)
-            check = np.abs(op.apply(x) - F.conv2d(tx, tw, padding=1).numpy()).max()
-        for direction, peer in (("fwd", "torch conv2d"), ("adj", "torch conv_transpose2d")):
-            ours = times[f"linconv {direction}"]
-            rows.append([dtype, direction, op.method, f"{ours * 1e3:.1f}",
-                         f"{peer} {times[peer] * 1e3:.1f}", f"{ours / times[peer]:.2f}",
-                         f"{check:.1e}"])
-    print(f"batch 8, 64->64 channels, 56x56, 3x3, padding 1; median of {args.repeat}; "
-          f"torch threads {torch.get_num_threads()}")
-    print_table(["dtype", "dir", "method", "linconv ms", "torch ms", "ratio", "max |diff|"], rows)
+    for name in args.case:
+        for dtype in args.dtype:
+            op, fwd, adj, x, y = layer(name, dtype, rng)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+            with torch.inference_mode():
+                times = race({
+                    "linconv fwd": lambda: op.apply(x),
+                    "torch fwd": lambda: fwd(tx),
+                    "linconv adj": lambda: op.H.apply(y),
+                    "torch adj": lambda: adj(ty),
+                }, args.repeat)
+                errors = {}
+                for d, ours, theirs in (("fwd", op.apply(x), fwd(tx).numpy()),
+                                        ("adj", op.H.apply(y), adj(ty).numpy())):
+                    errors[d] = np.abs(ours - theirs).max() / np.abs(theirs).max()
+            plan = getattr(op, "plan", None)
+            engine = getattr(plan, "engine", op.method)
+            for d in ("fwd", "adj"):
+                ours, theirs = times[f"linconv {d}"], times[f"torch {d}"]
+                rows.append([name, dtype, d, engine, f"{ours * 1e3:.1f}", f"{theirs * 1e3:.1f}",
+                             f"{ours / theirs:.2f}", f"{errors[d]:.1e}"])
+    print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}")
+    print_table(["case", "dtype", "dir", "engine", "linconv ms", "torch ms", "ratio",
+                 "rel. max |diff|"], rows)
     if not args.skip_matrix:
         w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
         start = time.perf_counter()

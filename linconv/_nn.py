@@ -139,6 +139,11 @@ class ConvTransposeOperator(_View):
         self.geometry = conv.geometry
         self.method = conv.method
 
+    @property
+    def plan(self):
+        """The plan of the convolution this transposes (run in reverse)."""
+        return self.parent.plan
+
     def __repr__(self):
         return f"<ConvTransposeOperator: {self.input_shape} -> {self.output_shape}>"
 

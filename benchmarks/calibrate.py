@@ -1,0 +1,76 @@
+"""Calibrate the layer cost model of linconv._engines for this machine.
+
+Run: python benchmarks/calibrate.py [--repeat 7] [--dtype float32]
+
+Times the two spatial-domain layer engines (GemmEngine, DepthwiseEngine)
+forward on a range of layers, fits the constants of
+:func:`linconv._engines.layer_costs` by least squares (median seconds over
+repeated, round-robin runs), and prints them as the lines to paste into
+``linconv/_engines.py``, next to the values in use.  The model, per sample and
+tap of the phase grid (``work = taps * grid * C_out``):
+
+    gemm      = work * (GEMM_NS * C_in/groups + PASS_NS)
+    depthwise = work * DEPTHWISE_NS                      (C_in/groups == 1 only)
+
+The single-channel engines' constants (DIRECT_NS, FFT_NS) are calibrated by
+``python benchmarks/bench_apply.py --methods``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+import linconv
+from linconv import _engines
+from _harness import race
+
+# (batch, C_in, C_out, groups, spatial): 3x3 kernels, padding 1
+LAYERS = [
+    (8, 64, 64, 1, (56, 56)),
+    (8, 32, 32, 1, (56, 56)),
+    (8, 64, 64, 8, (56, 56)),
+    (8, 64, 64, 32, (56, 56)),
+    (8, 128, 128, 128, (56, 56)),
+    (8, 64, 128, 64, (28, 28)),
+    (2, 1, 1, 1, (512, 512)),
+]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--dtype", default="float32")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    gemm_rows, gemm_times, dw_work, dw_times = [], [], [], []
+    for batch, c_in, c_out, groups, spatial in LAYERS:
+        w = rng.standard_normal((c_out, c_in // groups, 3, 3)).astype(args.dtype)
+        x = rng.standard_normal((batch, c_in) + spatial).astype(args.dtype)
+        g = linconv.conv_operator(w, (c_in,) + spatial, padding=1, groups=groups).geometry
+        engines = {"gemm": _engines.GemmEngine(g, w)}
+        if c_in == groups:
+            engines["depthwise"] = _engines.DepthwiseEngine(g, w)
+        times = race({name: (lambda e=e: e.forward(x)) for name, e in engines.items()},
+                     args.repeat)
+        work = 9 * math.prod(engines["gemm"].plan.grid) * c_out * batch
+        gemm_rows.append([work * c_in // groups, work])
+        gemm_times.append(times["gemm"])
+        if "depthwise" in times:
+            dw_work.append(work)
+            dw_times.append(times["depthwise"])
+        print(f"  N{batch} {c_in}->{c_out} groups {groups} {spatial}: "
+              + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
+    (gemm_ns, pass_ns), *_ = np.linalg.lstsq(np.array(gemm_rows, float),
+                                             np.array(gemm_times) * 1e9, rcond=None)
+    depthwise_ns = float(np.dot(dw_work, dw_times) / np.dot(dw_work, dw_work)) * 1e9
+    print(f"\n# {args.dtype}, median of {args.repeat}, {_engines._layer_workers()} threads")
+    for name, value in (("GEMM_NS", gemm_ns), ("PASS_NS", pass_ns),
+                        ("DEPTHWISE_NS", depthwise_ns)):
+        print(f"{name} = {max(value, 0.0):.3g}   # in use: {getattr(_engines, name)}")
+
+
+if __name__ == "__main__":
+    main()
