@@ -398,41 +398,66 @@ class _LayerEngine(_MatrixOnDemand):
 
 
 class GemmEngine(_LayerEngine):
-    """Multi-channel correlation as one channel-mixing GEMM per kernel tap.
+    """Multi-channel correlation as channel-mixing GEMMs on shifted views.
 
     The plan's phases are flattened per channel over ``(batch, *grid)``; tap
     ``t`` then reads a contiguous slice of one phase at a constant offset, so
     the output is ``sum_t W_t @ X[phase_t][:, offset_t : offset_t + N]`` with
     ``W_t`` the ``(C_out, C_in)`` matrix of the tap (block-diagonal over
-    groups): BLAS on views, no im2col copy, no strided outputs computed and
-    thrown away.  The adjoint scatters ``W_t^H @ Y`` back into the same slices.
+    groups): BLAS on views, no strided outputs computed and thrown away.  The
+    taps along the last axis are stacked into one product (the plan's
+    `stack`: copies of each phase shifted by those taps, stacked along the
+    channels), which gives BLAS ``len(stack)`` times longer products and
+    fewer passes.  The adjoint runs the same products with ``W^H`` and adds
+    the results back into the same slices.
     """
 
     engine = "gemm"
 
     def _weights(self):
+        """Per product ``(G, out/g, len(stack) * in/g)`` and its conjugate transpose."""
         if getattr(self, "_w", None) is None:
-            ch = self.geometry.channels
+            ch, plan = self.geometry.channels, self.plan
             per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-            w = np.ascontiguousarray(np.moveaxis(per_tap, -1, 0))  # (T, G, out/g, in/g)
+            k = len(plan.stack)
+            w = np.zeros((len(plan.products), ch.groups, ch.out_per_group, k, ch.in_per_group),
+                         dtype=per_tap.dtype)
+            for j, (_, _, members) in enumerate(plan.products):
+                for tap, slot in members:
+                    w[j, :, :, slot] = per_tap[..., tap]
+            w = w.reshape(w.shape[:3] + (-1,))
             self._w = w, np.ascontiguousarray(w.conj().swapaxes(-1, -2))
         return self._w
+
+    def _sizes(self, batch):
+        plan = self.plan
+        n = batch * plan.grid_size
+        return n, n + plan.stack_tail, n + plan.stack_tail + plan.stack[-1]
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         w, _ = self._weights()
         batch = len(x)
-        n = batch * plan.grid_size
-        source = np.zeros((plan.phases, ch.in_channels, n + plan.tail), dtype=x.dtype)
+        n, width, full = self._sizes(batch)
+        source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
         _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
-        source = source.reshape(plan.phases, ch.groups, ch.in_per_group, -1)
-        out = np.zeros((ch.groups, ch.out_per_group, n), dtype=np.result_type(x, w))
-        term = np.empty_like(out)
-        for i, (phase, start) in enumerate(zip(plan.phase, plan.offset)):
-            np.matmul(w[i], source[phase, :, :, start:start + n], out=out if i == 0 else term)
-            if i:
+        source = source.reshape(plan.phases, ch.groups, 1, ch.in_per_group, full)
+        if len(plan.stack) > 1:  # copies shifted along the last axis, stacked
+            stacked = np.empty((plan.phases, ch.groups, len(plan.stack), ch.in_per_group,
+                                width), dtype=x.dtype)
+            for slot, shift in enumerate(plan.stack):
+                stacked[:, :, slot] = source[:, :, 0, :, shift:shift + width]
+            source = stacked
+        out = np.empty((ch.groups, ch.out_per_group, n), dtype=np.result_type(x, w))
+        term = np.empty_like(out) if len(plan.products) > 1 else None
+        for j, (phase, start, _) in enumerate(plan.products):
+            view = source[phase, ..., start:start + n].reshape(ch.groups, -1, n)
+            np.matmul(w[j], view, out=out if j == 0 else term)
+            if j:
                 out += term
+        if not plan.products:
+            out[...] = 0
         out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
         return np.swapaxes(out, 0, 1)
 
@@ -440,16 +465,23 @@ class GemmEngine(_LayerEngine):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         _, w_adjoint = self._weights()
         batch = len(y)
-        n = batch * plan.grid_size
+        n, width, full = self._sizes(batch)
         grid_y = np.zeros((ch.out_channels, batch) + plan.grid, dtype=y.dtype)
         grid_y[_crop(plan)] = np.swapaxes(y, 0, 1)  # S^T
         grid_y = grid_y.reshape(ch.groups, ch.out_per_group, n)
         dtype = np.result_type(y, w_adjoint)
-        target = np.zeros((plan.phases, ch.groups, ch.in_per_group, n + plan.tail), dtype=dtype)
-        term = np.empty((ch.groups, ch.in_per_group, n), dtype=dtype)
-        for i, (phase, start) in enumerate(zip(plan.phase, plan.offset)):
-            np.matmul(w_adjoint[i], grid_y, out=term)
-            target[phase, :, :, start:start + n] += term
+        k = len(plan.stack)
+        stacked = np.zeros((plan.phases, ch.groups, k, ch.in_per_group, width), dtype=dtype)
+        term = np.empty((ch.groups, k * ch.in_per_group, n), dtype=dtype)
+        for j, (phase, start, _) in enumerate(plan.products):
+            np.matmul(w_adjoint[j], grid_y, out=term)
+            stacked[phase, ..., start:start + n] += term.reshape(stacked.shape[1:4] + (n,))
+        if k == 1:
+            target = stacked[:, :, 0]
+        else:  # fold the shifted copies back onto the phase
+            target = np.zeros((plan.phases, ch.groups, ch.in_per_group, full), dtype=dtype)
+            for slot, shift in enumerate(plan.stack):
+                target[..., shift:shift + width] += stacked[:, :, slot]
         grids = target[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
@@ -561,9 +593,12 @@ MIX_NS = 1.2         # ns per complex multiply-add of the per-frequency channel 
 
 def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     """Estimated seconds of the layer engines for one sample (only those that apply)."""
+    from ._plans import STACK_MAX
     ch = geometry.channels
     work = max(ntaps, 1) * math.prod(geometry.polyphase()[0]) * ch.out_channels
-    costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS) * 1e-9}
+    k = geometry.axes[-1].k
+    passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
+    costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
     if ch.in_per_group == 1:
         costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
     return costs

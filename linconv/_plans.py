@@ -101,6 +101,17 @@ class LayerPlan:
         The part of the grid that is the output (from position 0 on every axis).
     block : int
         Elements per block of the depthwise engine (0 for "gemm").
+    stack : tuple of int
+        GEMM only: the shifts of the copies of each phase stacked along the
+        channels (so one product covers all taps along the last axis, with
+        ``len(stack) * C_in / groups`` terms instead of ``C_in / groups``);
+        ``(0,)`` when there is no stacking (a stride on the last axis, or a
+        long last kernel axis).
+    products : tuple
+        GEMM only: ``(phase, offset, ((tap position, stack slot), ...))`` per
+        matrix product: the stacked copies of `phase` read at `offset`.
+    stack_tail : int
+        Samples each stacked copy holds past the flat grid (largest product offset).
     """
 
     engine: str
@@ -115,6 +126,9 @@ class LayerPlan:
     placements: tuple
     output_shape: tuple[int, ...]
     block: int = 0
+    stack: tuple[int, ...] = (0,)
+    products: tuple = ()
+    stack_tail: int = 0
 
     @property
     def grid_size(self) -> int:
@@ -149,6 +163,10 @@ class LayerPlan:
                                                               self.offset)]
         if self.block:
             lines.append(f"  blocks of {self.block} elements")
+        if self.products:
+            lines.append(f"  {len(self.products)} matrix product(s) over {len(self.stack)} "
+                         f"stacked cop{'y' if len(self.stack) == 1 else 'ies'} "
+                         f"(shifts {self.stack}) of each phase")
         return "\n".join(lines)
 
 
@@ -172,10 +190,38 @@ def layer_plan(geometry: Geometry, taps, engine: str, reason: str = "",
     grid, phase, offset = geometry.polyphase()
     phase, offset = phase[taps], offset[taps]
     extend = geometry.boundary != "zero"
+    stack, products, stack_tail = (0,), (), 0
+    if engine == "gemm":
+        stack, products, stack_tail = _stacking(geometry, taps, phase, offset)
     return LayerPlan(
         engine=engine, reason=reason, grid=tuple(int(n) for n in grid),
         phases=math.prod(geometry.strides), taps=tuple(int(t) for t in taps),
         phase=tuple(int(p) for p in phase), offset=tuple(int(o) for o in offset),
         tail=int(offset.max()) if len(offset) else 0, extend=extend,
         placements=placements(geometry, extend), output_shape=geometry.spatial_output_shape,
-        block=int(block))
+        block=int(block), stack=stack, products=products, stack_tail=stack_tail)
+
+
+STACK_MAX = 7  # longest last kernel axis whose taps the GEMM stacks into one product
+
+
+def _stacking(geometry: Geometry, taps, phase, offset):
+    """``(stack, products, stack_tail)`` of the GEMM (see :class:`LayerPlan`).
+
+    Tap ``j`` of the last axis reads phase ``j * dilation % stride`` of that
+    axis shifted by ``j * dilation // stride`` flat samples (the grid is
+    contiguous there), so the taps that read the same phase at the same
+    offset apart from that shift form one product over copies of the phases
+    shifted by those amounts (stack slots a product does not use get zero
+    weights).
+    """
+    last = geometry.axes[-1]
+    shifts = np.unravel_index(taps, geometry.kernel_shape)[-1] * last.dilation // last.stride
+    if not 1 < last.k <= STACK_MAX:
+        shifts = np.zeros_like(offset)
+    stack = tuple(int(c) for c in np.unique(shifts)) or (0,)
+    groups: dict = {}
+    for i, (p, o, c) in enumerate(zip(phase, offset, shifts)):
+        groups.setdefault((int(p), int(o - c)), []).append((i, stack.index(int(c))))
+    products = tuple((p, o, tuple(members)) for (p, o), members in groups.items())
+    return stack, products, max((o for _, o, _ in products), default=0)
