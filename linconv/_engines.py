@@ -425,7 +425,7 @@ class GemmEngine(_LayerEngine):
             for j, (_, _, members) in enumerate(plan.products):
                 for tap, slot in members:
                     w[j, :, :, slot] = per_tap[..., tap]
-            w = w.reshape(w.shape[:3] + (-1,))
+            w = w.reshape(w.shape[:3] + (k * ch.in_per_group,))
             self._w = w, np.ascontiguousarray(w.conj().swapaxes(-1, -2))
         return self._w
 
@@ -452,7 +452,8 @@ class GemmEngine(_LayerEngine):
         out = np.empty((ch.groups, ch.out_per_group, n), dtype=np.result_type(x, w))
         term = np.empty_like(out) if len(plan.products) > 1 else None
         for j, (phase, start, _) in enumerate(plan.products):
-            view = source[phase, ..., start:start + n].reshape(ch.groups, -1, n)
+            view = source[phase, ..., start:start + n].reshape(
+                ch.groups, len(plan.stack) * ch.in_per_group, n)
             np.matmul(w[j], view, out=out if j == 0 else term)
             if j:
                 out += term
@@ -584,11 +585,14 @@ DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L1/L2-s
 
 # -- choosing -------------------------------------------------------------------
 _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
-# The layer cost model, calibrated with benchmarks/calibrate.py (all cores of this machine):
-GEMM_NS = 0.04       # ns per multiply-add of the per-tap GEMMs (BLAS)
-PASS_NS = 0.15       # ns per output sample and tap of the GEMM's accumulation pass
-DEPTHWISE_NS = 0.25  # ns per output sample and tap of the depthwise multiply-adds
-MIX_NS = 1.2         # ns per complex multiply-add of the per-frequency channel mixing
+# The layer cost model (all cores of this machine).  benchmarks/calibrate.py measures
+# GEMM_NS, PASS_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
+# ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
+# FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
+GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
+PASS_NS = 1.0       # ns per output sample of each product of the GEMM (calls, accumulation)
+DEPTHWISE_NS = 0.3  # ns per output sample and tap of the depthwise multiply-adds
+MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
 
 def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
@@ -599,8 +603,8 @@ def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     k = geometry.axes[-1].k
     passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
     costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
-    if ch.in_per_group == 1:
-        costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
+    if ch.in_per_group == 1 and ch.out_per_group == 1:  # with a depth multiplier, the
+        costs["depthwise"] = work * DEPTHWISE_NS * 1e-9  # GEMM shares each read: faster
     return costs
 
 
@@ -610,8 +614,9 @@ def layer_engine(geometry: Geometry, weights: np.ndarray):
     costs = layer_costs(geometry, len(geometry.active_taps(weights)[1]))
     best = min(costs, key=costs.get)
     if len(costs) == 1:
-        reason = (f"{geometry.channels.in_per_group} input channels per group "
-                  "(the depthwise engine needs 1)")
+        ch = geometry.channels
+        reason = (f"{ch.in_per_group} input and {ch.out_per_group} output channel(s) per "
+                  "group (the depthwise engine runs 1 and 1)")
     else:
         others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
         reason = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"

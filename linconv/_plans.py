@@ -144,9 +144,13 @@ class LayerPlan:
         return tuple(i for i, p in enumerate(self.phase) if p == phase)
 
     def blocks(self, rows: int, row_length: int):
-        """Cache-sized blocks ``(r0, r1, c0, c1)`` covering ``rows x row_length``:
-        whole rows when a row is shorter than `block`, else pieces of one row."""
-        if row_length >= self.block:
+        """Blocks ``(r0, r1, c0, c1)`` covering ``rows x row_length``: pieces of one row of
+        at most `block` elements (one weight per block), or several whole rows when
+        rows are shorter than ``block / 2`` (a weight column per block: slower per
+        element, but fewer calls)."""
+        if not rows or not row_length:
+            return []
+        if row_length >= self.block // 2:
             edges = list(range(0, row_length, self.block)) + [row_length]
             return [(r, r + 1, c0, c1) for r in range(rows)
                     for c0, c1 in zip(edges[:-1], edges[1:])]
