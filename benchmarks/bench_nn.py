@@ -1,6 +1,7 @@
 """Convolution layers as linconv operators against torch on the CPU.
 
 Run: python benchmarks/bench_nn.py [--repeat 9] [--dtype float32 float64] [--case NAME ...]
+     [--baseline DIR]
 
 Every layer case of issue 13, forward and adjoint, float32 and float64, in
 one run.  Each row races linconv (``method="auto"``) against the torch call
@@ -18,6 +19,10 @@ Cases:
 - ``depthwise``: batch 8, 128 channels, 56x56, 3x3, groups 128, padding 1,
 - ``depthwise_x2``: batch 8, 64 -> 128 channels, 56x56, 3x3, groups 64 (depth multiplier 2),
 - ``single``: one channel, 1024x1024, 5x5, stride 2, dilation 2, padding 4.
+
+``--baseline DIR`` also races another copy of linconv (the package in
+``DIR/linconv``, e.g. ``git archive <commit> linconv | tar -x -C DIR``) in the same
+round-robin, for before/after tables from one run.
 
 ``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
 (64*56*56 = 200,704 rows, about 115 million entries).
@@ -44,7 +49,22 @@ CASES = {
 }
 
 
-def layer(name, dtype, rng):
+def load_baseline(directory):
+    """The linconv package in ``directory/linconv``, imported as ``linconv_baseline``."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    root = pathlib.Path(directory) / "linconv"
+    spec = importlib.util.spec_from_file_location(
+        "linconv_baseline", root / "__init__.py", submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["linconv_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def layer(name, dtype, rng, lib=linconv):
     """(operator, torch forward, torch adjoint, x, y) for one case."""
     import torch
     import torch.nn.functional as F
@@ -54,13 +74,13 @@ def layer(name, dtype, rng):
     conv_kw = {k: v for k, v in kw.items() if k != "output_padding"}
     if transposed:  # weight (C_in, C_out // groups, *k)
         w = rng.standard_normal((c_in, c_out // groups) + kernel)
-        op = linconv.conv_transpose_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        op = lib.conv_transpose_operator(w.astype(dtype), (c_in,) + spatial, **kw)
         tw = torch.from_numpy(w.astype(dtype))
         fwd = lambda t: F.conv_transpose2d(t, tw, **kw)
         adj = lambda t: F.conv2d(t, tw, **conv_kw)
     else:
         w = rng.standard_normal((c_out, c_in // groups) + kernel)
-        op = linconv.conv_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        op = lib.conv_operator(w.astype(dtype), (c_in,) + spatial, **kw)
         tw = torch.from_numpy(w.astype(dtype))
         fwd = lambda t: F.conv2d(t, tw, **conv_kw)
         # torch's output_padding recovers the input size the stride rounds away
@@ -79,7 +99,9 @@ def main(argv=None):
     parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
     parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--baseline", help="directory holding another linconv to race")
     args = parser.parse_args(argv)
+    baseline = load_baseline(args.baseline) if args.baseline else None
     import torch
 
     from linconv import _engines
@@ -90,15 +112,18 @@ def main(argv=None):
     rows = []
     for name in args.case:
         for dtype in args.dtype:
+            state = rng.bit_generator.state
             op, fwd, adj, x, y = layer(name, dtype, rng)
             tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+            funcs = {"linconv fwd": lambda: op.apply(x), "torch fwd": lambda: fwd(tx),
+                     "linconv adj": lambda: op.H.apply(y), "torch adj": lambda: adj(ty)}
+            if baseline is not None:
+                rng.bit_generator.state = state
+                old = layer(name, dtype, rng, baseline)[0]
+                funcs.update({"before fwd": lambda: old.apply(x),
+                              "before adj": lambda: old.H.apply(y)})
             with torch.inference_mode():
-                times = race({
-                    "linconv fwd": lambda: op.apply(x),
-                    "torch fwd": lambda: fwd(tx),
-                    "linconv adj": lambda: op.H.apply(y),
-                    "torch adj": lambda: adj(ty),
-                }, args.repeat)
+                times = race(funcs, args.repeat)
                 errors = {}
                 for d, ours, theirs in (("fwd", op.apply(x), fwd(tx).numpy()),
                                         ("adj", op.H.apply(y), adj(ty).numpy())):
@@ -107,11 +132,13 @@ def main(argv=None):
             engine = getattr(plan, "engine", op.method)
             for d in ("fwd", "adj"):
                 ours, theirs = times[f"linconv {d}"], times[f"torch {d}"]
+                before = ([f"{times[f'before {d}'] * 1e3:.1f}",
+                           f"{times[f'before {d}'] / theirs:.2f}"] if baseline else [])
                 rows.append([name, dtype, d, engine, f"{ours * 1e3:.1f}", f"{theirs * 1e3:.1f}",
-                             f"{ours / theirs:.2f}", f"{errors[d]:.1e}"])
+                             f"{ours / theirs:.2f}", *before, f"{errors[d]:.1e}"])
     print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}")
     print_table(["case", "dtype", "dir", "engine", "linconv ms", "torch ms", "ratio",
-                 "rel. max |diff|"], rows)
+                 *(["before ms", "ratio before"] if baseline else []), "rel. max |diff|"], rows)
     if not args.skip_matrix:
         w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
         start = time.perf_counter()

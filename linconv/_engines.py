@@ -408,14 +408,16 @@ class GemmEngine(_LayerEngine):
     taps along the last axis are stacked into one product (the plan's
     `stack`: copies of each phase shifted by those taps, stacked along the
     channels), which gives BLAS ``len(stack)`` times longer products and
-    fewer passes.  The adjoint runs the same products with ``W^H`` and adds
-    the results back into the same slices.
+    fewer passes.  The adjoint runs the same products in reverse as a gather:
+    each phase is ``sum W^H @ Y`` over copies of the output grid placed after
+    zeros and shifted back by the same amounts (the full correlation), so
+    nothing is scattered.
     """
 
     engine = "gemm"
 
     def _weights(self):
-        """Per product ``(G, out/g, len(stack) * in/g)`` and its conjugate transpose."""
+        """Per product ``(G, out/g, k * in/g)`` and the adjoint's ``(G, in/g, k * out/g)``."""
         if getattr(self, "_w", None) is None:
             ch, plan = self.geometry.channels, self.plan
             per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
@@ -425,40 +427,51 @@ class GemmEngine(_LayerEngine):
             for j, (_, _, members) in enumerate(plan.products):
                 for tap, slot in members:
                     w[j, :, :, slot] = per_tap[..., tap]
-            w = w.reshape(w.shape[:3] + (k * ch.in_per_group,))
-            self._w = w, np.ascontiguousarray(w.conj().swapaxes(-1, -2))
+            adjoint = np.ascontiguousarray(w.conj().transpose(0, 1, 4, 3, 2))
+            self._w = (w.reshape(w.shape[:3] + (k * ch.in_per_group,)),
+                       adjoint.reshape(adjoint.shape[:3] + (k * ch.out_per_group,)))
         return self._w
 
-    def _sizes(self, batch):
+    def _stacked(self, flat, n, groups, per_group, shifts):
+        """``(phases, G, len(stack), per_group, n + stack_tail)``: copies of the flat
+        ``(phases, G * per_group, ...)`` arrays starting at `shifts`, stacked."""
         plan = self.plan
-        n = batch * plan.grid_size
-        return n, n + plan.stack_tail, n + plan.stack_tail + plan.stack[-1]
+        width = n + plan.stack_tail
+        flat = flat.reshape(len(flat), groups, 1, per_group, -1)
+        if len(shifts) == 1 and shifts[0] == 0:
+            return flat
+        out = np.empty(flat.shape[:2] + (len(shifts), per_group, width), dtype=flat.dtype)
+        for slot, shift in enumerate(shifts):
+            out[:, :, slot] = flat[:, :, 0, :, shift:shift + width]
+        return out
+
+    @staticmethod
+    def _products(out, weights, source, starts, n):
+        """``out = sum_j weights[j] @ source[phase_j][..., start_j : start_j + n]``."""
+        if not starts:
+            out[...] = 0
+            return out
+        term = np.empty_like(out) if len(starts) > 1 else None
+        for j, (phase, start) in enumerate(starts):
+            view = source[phase, ..., start:start + n]
+            view = view.reshape(out.shape[0], math.prod(view.shape[1:-1]), n)
+            np.matmul(weights[j], view, out=out if j == 0 else term)
+            if j:
+                out += term
+        return out
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         w, _ = self._weights()
         batch = len(x)
-        n, width, full = self._sizes(batch)
+        n = batch * plan.grid_size
+        full = n + plan.stack_tail + plan.stack[-1]
         source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
         _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
-        source = source.reshape(plan.phases, ch.groups, 1, ch.in_per_group, full)
-        if len(plan.stack) > 1:  # copies shifted along the last axis, stacked
-            stacked = np.empty((plan.phases, ch.groups, len(plan.stack), ch.in_per_group,
-                                width), dtype=x.dtype)
-            for slot, shift in enumerate(plan.stack):
-                stacked[:, :, slot] = source[:, :, 0, :, shift:shift + width]
-            source = stacked
+        source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
         out = np.empty((ch.groups, ch.out_per_group, n), dtype=np.result_type(x, w))
-        term = np.empty_like(out) if len(plan.products) > 1 else None
-        for j, (phase, start, _) in enumerate(plan.products):
-            view = source[phase, ..., start:start + n].reshape(
-                ch.groups, len(plan.stack) * ch.in_per_group, n)
-            np.matmul(w[j], view, out=out if j == 0 else term)
-            if j:
-                out += term
-        if not plan.products:
-            out[...] = 0
+        self._products(out, w, source, [(p, o) for p, o, _ in plan.products], n)
         out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
         return np.swapaxes(out, 0, 1)
 
@@ -466,24 +479,20 @@ class GemmEngine(_LayerEngine):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         _, w_adjoint = self._weights()
         batch = len(y)
-        n, width, full = self._sizes(batch)
-        grid_y = np.zeros((ch.out_channels, batch) + plan.grid, dtype=y.dtype)
-        grid_y[_crop(plan)] = np.swapaxes(y, 0, 1)  # S^T
-        grid_y = grid_y.reshape(ch.groups, ch.out_per_group, n)
+        n = batch * plan.grid_size
+        lead = plan.stack_tail + plan.stack[-1]  # zeros before the output grid
+        shifted = np.zeros((1, ch.out_channels, lead + n), dtype=y.dtype)
+        shifted[..., lead:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
+            np.swapaxes(y, 0, 1)  # S^T
+        stacked = self._stacked(shifted, n, ch.groups, ch.out_per_group,
+                                [plan.stack[-1] - c for c in plan.stack])
         dtype = np.result_type(y, w_adjoint)
-        k = len(plan.stack)
-        stacked = np.zeros((plan.phases, ch.groups, k, ch.in_per_group, width), dtype=dtype)
-        term = np.empty((ch.groups, k * ch.in_per_group, n), dtype=dtype)
-        for j, (phase, start, _) in enumerate(plan.products):
-            np.matmul(w_adjoint[j], grid_y, out=term)
-            stacked[phase, ..., start:start + n] += term.reshape(stacked.shape[1:4] + (n,))
-        if k == 1:
-            target = stacked[:, :, 0]
-        else:  # fold the shifted copies back onto the phase
-            target = np.zeros((plan.phases, ch.groups, ch.in_per_group, full), dtype=dtype)
-            for slot, shift in enumerate(plan.stack):
-                target[..., shift:shift + width] += stacked[:, :, slot]
-        grids = target[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid)
+        target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
+        for phase in range(plan.phases):
+            mine = [j for j, (p, _, _) in enumerate(plan.products) if p == phase]
+            self._products(target[phase], w_adjoint[mine], stacked,
+                           [(0, plan.stack_tail - plan.products[j][1]) for j in mine], n)
+        grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
 
@@ -591,7 +600,7 @@ _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
 # FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
 GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
 PASS_NS = 1.0       # ns per output sample of each product of the GEMM (calls, accumulation)
-DEPTHWISE_NS = 0.3  # ns per output sample and tap of the depthwise multiply-adds
+DEPTHWISE_NS = 0.15  # ns per output sample and tap of the depthwise multiply-adds
 MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
 
