@@ -22,10 +22,15 @@ machine with ``benchmarks/bench_apply.py --methods``:
   the overlap-save blocks),
 
 and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 5x5
-kernels and "fft" from 7x7 on.  With channels, "direct" is one GEMM per tap
-(``GEMM_NS * C_out * C_in/groups * taps * outputs``) and "fft" adds the
-per-frequency channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3
-layer with 64 channels runs "direct".
+kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
+layer engines (:func:`layer_costs`), each executing a
+:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on shifted views
+(``GEMM_NS * C_out * C_in/groups * taps * outputs`` plus ``PASS_NS`` per
+output of each product), or, with one input and one output channel per group
+(depthwise, single channel), batched single-channel multiply-adds
+(``DEPTHWISE_NS * C_out * taps * outputs``); "fft" adds the per-frequency
+channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3 layer with 64
+channels runs "direct".  ``op.plan`` says which engine runs and why.
 """
 
 from __future__ import annotations
