@@ -26,8 +26,8 @@ kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
 layer engines (:func:`layer_costs`), each executing a
 :class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on shifted views
 (``GEMM_NS * C_out * C_in/groups * taps * outputs`` plus ``PASS_NS`` per
-output of each product), or, with one input and one output channel per group
-(depthwise, single channel), batched single-channel multiply-adds
+output of each product), or, with one input channel per group (depthwise,
+single channel), batched single-channel multiply-adds
 (``DEPTHWISE_NS * C_out * taps * outputs``); "fft" adds the per-frequency
 channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3 layer with 64
 channels runs "direct".  ``op.plan`` says which engine runs and why.
@@ -422,19 +422,22 @@ class GemmEngine(_LayerEngine):
     engine = "gemm"
 
     def _weights(self):
-        """Per product ``(G, out/g, k * in/g)`` and the adjoint's ``(G, in/g, k * out/g)``."""
+        """Per product: its stack slots ``(s0, s1)``, its weights ``(G, out/g, k * in/g)``
+        and the adjoint's ``(G, in/g, k * out/g)`` (``k = s1 - s0``)."""
         if getattr(self, "_w", None) is None:
             ch, plan = self.geometry.channels, self.plan
             per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-            k = len(plan.stack)
-            w = np.zeros((len(plan.products), ch.groups, ch.out_per_group, k, ch.in_per_group),
-                         dtype=per_tap.dtype)
-            for j, (_, _, members) in enumerate(plan.products):
+            self._w = []
+            for _, _, members in plan.products:
+                s0 = min(slot for _, slot in members)
+                s1 = max(slot for _, slot in members) + 1
+                w = np.zeros((ch.groups, ch.out_per_group, s1 - s0, ch.in_per_group),
+                             dtype=per_tap.dtype)
                 for tap, slot in members:
-                    w[j, :, :, slot] = per_tap[..., tap]
-            adjoint = np.ascontiguousarray(w.conj().transpose(0, 1, 4, 3, 2))
-            self._w = (w.reshape(w.shape[:3] + (k * ch.in_per_group,)),
-                       adjoint.reshape(adjoint.shape[:3] + (k * ch.out_per_group,)))
+                    w[:, :, slot - s0] = per_tap[..., tap]
+                adjoint = np.ascontiguousarray(w.conj().transpose(0, 3, 2, 1))
+                self._w.append(((s0, s1), w.reshape(w.shape[:2] + (-1,)),
+                                adjoint.reshape(adjoint.shape[:2] + (-1,))))
         return self._w
 
     def _stacked(self, flat, n, groups, per_group, shifts):
@@ -451,23 +454,24 @@ class GemmEngine(_LayerEngine):
         return out
 
     @staticmethod
-    def _products(out, weights, source, starts, n):
-        """``out = sum_j weights[j] @ source[phase_j][..., start_j : start_j + n]``."""
-        if not starts:
+    def _products(out, products, source, n):
+        """``out = sum_j w_j @ source[phase_j, :, s0_j:s1_j, :, start_j : start_j + n]``
+        for `products` ``((phase, start, (s0, s1), w), ...)``."""
+        if not products:
             out[...] = 0
             return out
-        term = np.empty_like(out) if len(starts) > 1 else None
-        for j, (phase, start) in enumerate(starts):
-            view = source[phase, ..., start:start + n]
+        term = np.empty_like(out) if len(products) > 1 else None
+        for j, (phase, start, (s0, s1), w) in enumerate(products):
+            view = source[phase, :, s0:s1, :, start:start + n]
             view = view.reshape(out.shape[0], math.prod(view.shape[1:-1]), n)
-            np.matmul(weights[j], view, out=out if j == 0 else term)
+            np.matmul(w, view, out=out if j == 0 else term)
             if j:
                 out += term
         return out
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        w, _ = self._weights()
+        weights = self._weights()
         batch = len(x)
         n = batch * plan.grid_size
         full = n + plan.stack_tail + plan.stack[-1]
@@ -475,14 +479,16 @@ class GemmEngine(_LayerEngine):
         _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
         source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
-        out = np.empty((ch.groups, ch.out_per_group, n), dtype=np.result_type(x, w))
-        self._products(out, w, source, [(p, o) for p, o, _ in plan.products], n)
+        out = np.empty((ch.groups, ch.out_per_group, n),
+                       dtype=np.result_type(x, self.weights_given))
+        self._products(out, [(p, o, slots, w) for (p, o, _), (slots, w, _)
+                             in zip(plan.products, weights)], source, n)
         out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
         return np.swapaxes(out, 0, 1)
 
     def adjoint(self, y):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        _, w_adjoint = self._weights()
+        weights = self._weights()
         batch = len(y)
         n = batch * plan.grid_size
         lead = plan.stack_tail + plan.stack[-1]  # zeros before the output grid
@@ -491,12 +497,12 @@ class GemmEngine(_LayerEngine):
             np.swapaxes(y, 0, 1)  # S^T
         stacked = self._stacked(shifted, n, ch.groups, ch.out_per_group,
                                 [plan.stack[-1] - c for c in plan.stack])
-        dtype = np.result_type(y, w_adjoint)
+        dtype = np.result_type(y, self.weights_given)
         target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
         for phase in range(plan.phases):
-            mine = [j for j, (p, _, _) in enumerate(plan.products) if p == phase]
-            self._products(target[phase], w_adjoint[mine], stacked,
-                           [(0, plan.stack_tail - plan.products[j][1]) for j in mine], n)
+            self._products(target[phase], [
+                (0, plan.stack_tail - o, slots, w) for (p, o, _), (slots, _, w)
+                in zip(plan.products, weights) if p == phase], stacked, n)
         grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
@@ -617,8 +623,8 @@ def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     k = geometry.axes[-1].k
     passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
     costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
-    if ch.in_per_group == 1 and ch.out_per_group == 1:  # with a depth multiplier, the
-        costs["depthwise"] = work * DEPTHWISE_NS * 1e-9  # GEMM shares each read: faster
+    if ch.in_per_group == 1:
+        costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
     return costs
 
 
@@ -628,9 +634,8 @@ def layer_engine(geometry: Geometry, weights: np.ndarray):
     costs = layer_costs(geometry, len(geometry.active_taps(weights)[1]))
     best = min(costs, key=costs.get)
     if len(costs) == 1:
-        ch = geometry.channels
-        reason = (f"{ch.in_per_group} input and {ch.out_per_group} output channel(s) per "
-                  "group (the depthwise engine runs 1 and 1)")
+        reason = (f"{geometry.channels.in_per_group} input channels per group (the "
+                  "depthwise engine runs 1)")
     else:
         others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
         reason = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
