@@ -262,3 +262,15 @@ def test_blocks_cover_every_row_once():
             assert (r1 - r0) * (c1 - c0) <= max(100, length) and (r1 - r0 == 1 or c0 == 0)
             cover[r0:r1, c0:c1] += 1
         assert (cover == 1).all()
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_float64_data_with_float32_weights_is_computed_in_float64(groups, rng):
+    torch, run = _torch_function((4, 4, groups, (9, 8), (3, 3), dict(padding=1)))
+    w = rng.standard_normal((4, 4 // groups, 3, 3)).astype(np.float32)
+    op = linconv.conv_operator(w, (4, 9, 8), groups=groups, padding=1, method="direct")
+    x = rng.standard_normal((2, 4, 9, 8))
+    expected = run(torch.from_numpy(x), torch.from_numpy(w.astype(np.float64))).numpy()
+    y = op.apply(x)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
