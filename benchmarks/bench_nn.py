@@ -1,7 +1,7 @@
 """Convolution layers as linconv operators against torch on the CPU.
 
 Run: python benchmarks/bench_nn.py [--repeat 9] [--dtype float32 float64] [--case NAME ...]
-     [--baseline DIR]
+     [--baseline DIR] [--cpu]
 
 Every layer case of issue 13, forward and adjoint, float32 and float64, in
 one run.  Each row races linconv (``method="auto"``) against the torch call
@@ -24,6 +24,11 @@ Cases:
 ``DIR/linconv``, e.g. ``git archive <commit> linconv | tar -x -C DIR``) in the same
 round-robin, for before/after tables from one run.
 
+``--cpu`` measures CPU seconds of one thread instead (linconv, BLAS and torch
+limited to one thread, ``time.thread_time``): on a shared, overloaded machine
+wall-clock times of multi-threaded code mostly measure the scheduler, while
+CPU time per core stays steady.
+
 ``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
 (64*56*56 = 200,704 rows, about 115 million entries).
 """
@@ -31,6 +36,9 @@ round-robin, for before/after tables from one run.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -100,14 +108,25 @@ def main(argv=None):
     parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--baseline", help="directory holding another linconv to race")
+    parser.add_argument("--cpu", action="store_true", help="CPU time of one thread")
     args = parser.parse_args(argv)
+    if args.cpu and os.environ.get("OPENBLAS_NUM_THREADS") != "1":  # read at import
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1")
+        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
     baseline = load_baseline(args.baseline) if args.baseline else None
     import torch
 
     from linconv import _engines
 
-    threads = _engines.CORES
+    threads = 1 if args.cpu else _engines._layer_workers()
+    if args.cpu:
+        from calibrate import cpu_race
+        _engines._layer_workers = lambda: 1
+        if baseline is not None:
+            baseline._engines.CORES = 1
     torch.set_num_threads(threads)
+    timer = cpu_race if args.cpu else race
     rng = np.random.default_rng(0)
     rows = []
     for name in args.case:
@@ -123,7 +142,7 @@ def main(argv=None):
                 funcs.update({"before fwd": lambda: old.apply(x),
                               "before adj": lambda: old.H.apply(y)})
             with torch.inference_mode():
-                times = race(funcs, args.repeat)
+                times = timer(funcs, args.repeat)
                 errors = {}
                 for d, ours, theirs in (("fwd", op.apply(x), fwd(tx).numpy()),
                                         ("adj", op.H.apply(y), adj(ty).numpy())):
@@ -136,7 +155,8 @@ def main(argv=None):
                            f"{times[f'before {d}'] / theirs:.2f}"] if baseline else [])
                 rows.append([name, dtype, d, engine, f"{ours * 1e3:.1f}", f"{theirs * 1e3:.1f}",
                              f"{ours / theirs:.2f}", *before, f"{errors[d]:.1e}"])
-    print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}")
+    print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}"
+          + ("; CPU time of one thread" if args.cpu else "; wall-clock time"))
     print_table(["case", "dtype", "dir", "engine", "linconv ms", "torch ms", "ratio",
                  *(["before ms", "ratio before"] if baseline else []), "rel. max |diff|"], rows)
     if not args.skip_matrix:
