@@ -45,6 +45,7 @@ import scipy.fft as sp_fft
 from scipy import ndimage
 
 from ._geometry import Geometry, align_leads, place_circular
+from ._plans import STACK_MAX, layer_plan
 from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
@@ -390,7 +391,6 @@ class _LayerEngine(_MatrixOnDemand):
     def plan(self):
         """The :class:`~linconv._plans.LayerPlan` this engine executes (computed once)."""
         if self._plan is None:
-            from ._plans import layer_plan
             taps = self.geometry.active_taps(self.weights_given)[1]
             block = DEPTHWISE_BLOCK if self.engine == "depthwise" else 0
             self._plan = layer_plan(self.geometry, taps, self.engine, self.reason, block)
@@ -617,7 +617,6 @@ MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel m
 
 def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     """Estimated seconds of the layer engines for one sample (only those that apply)."""
-    from ._plans import STACK_MAX
     ch = geometry.channels
     work = max(ntaps, 1) * math.prod(geometry.polyphase()[0]) * ch.out_channels
     k = geometry.axes[-1].k
