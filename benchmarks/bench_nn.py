@@ -1,17 +1,44 @@
-"""A convolution layer as a linconv operator against torch on the CPU.
+"""Convolution layers as linconv operators against torch on the CPU.
 
-Run: python benchmarks/bench_nn.py [--repeat 7]
+Run: python benchmarks/bench_nn.py [--repeat 9] [--dtype float32 float64] [--case NAME ...]
+     [--baseline DIR] [--cpu]
 
-Batch 8, 64 -> 64 channels, 56x56, 3x3 kernel, padding 1 (a ResNet layer):
-forward (torch conv2d) and adjoint (torch conv_transpose2d, which is the
-transpose of the same matrix) in float32 and float64, round-robin in one run,
-torch using all its CPU threads.  Also the build time of that layer's sparse
-matrix (64*56*56 = 200,704 rows, about 115 million entries).
+Every layer case of issue 13, forward and adjoint, float32 and float64, in
+one run.  Each row races linconv (``method="auto"``) against the torch call
+computing the same map, round-robin (so drift in the machine's load hits both
+alike), and reports medians and the ratio linconv / torch (below 1: linconv
+is faster).  torch runs with as many threads as linconv uses.  The adjoint of
+a convolution is torch's transposed convolution with the same weight, and the
+adjoint of a transposed convolution is the convolution.
+
+Cases:
+
+- ``conv``: batch 8, 64 -> 64 channels, 56x56, 3x3, padding 1 (a ResNet layer),
+- ``conv_transpose``: batch 8, 64 -> 64 channels, 28x28 -> 56x56, 3x3, stride 2,
+  padding 1, output_padding 1 (a decoder's upsampling layer),
+- ``depthwise``: batch 8, 128 channels, 56x56, 3x3, groups 128, padding 1,
+- ``depthwise_x2``: batch 8, 64 -> 128 channels, 56x56, 3x3, groups 64 (depth multiplier 2),
+- ``single``: one channel, 1024x1024, 5x5, stride 2, dilation 2, padding 4.
+
+``--baseline DIR`` also races another copy of linconv (the package in
+``DIR/linconv``, e.g. ``git archive <commit> linconv | tar -x -C DIR``) in the same
+round-robin, for before/after tables from one run.
+
+``--cpu`` measures CPU seconds of one thread instead (linconv, BLAS and torch
+limited to one thread, ``time.thread_time``): on a shared, overloaded machine
+wall-clock times of multi-threaded code mostly measure the scheduler, while
+CPU time per core stays steady.
+
+``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
+(64*56*56 = 200,704 rows, about 115 million entries).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,38 +46,119 @@ import numpy as np
 import linconv
 from _harness import print_table, race
 
+# name -> (batch, C_in, C_out, spatial, kernel, keyword arguments, transposed)
+CASES = {
+    "conv": (8, 64, 64, (56, 56), (3, 3), dict(padding=1), False),
+    "conv_transpose": (8, 64, 64, (28, 28), (3, 3),
+                       dict(stride=2, padding=1, output_padding=1), True),
+    "depthwise": (8, 128, 128, (56, 56), (3, 3), dict(padding=1, groups=128), False),
+    "depthwise_x2": (8, 64, 128, (56, 56), (3, 3), dict(padding=1, groups=64), False),
+    "single": (1, 1, 1, (1024, 1024), (5, 5), dict(stride=2, dilation=2, padding=4), False),
+}
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip-matrix", action="store_true")
-    args = parser.parse_args(argv)
+
+def load_baseline(directory):
+    """The linconv package in ``directory/linconv``, imported as ``linconv_baseline``."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    root = pathlib.Path(directory) / "linconv"
+    spec = importlib.util.spec_from_file_location(
+        "linconv_baseline", root / "__init__.py", submodule_search_locations=[str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["linconv_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def layer(name, dtype, rng, lib=linconv):
+    """(operator, torch forward, torch adjoint, x, y) for one case."""
     import torch
     import torch.nn.functional as F
 
+    batch, c_in, c_out, spatial, kernel, kw, transposed = CASES[name]
+    groups = kw.get("groups", 1)
+    conv_kw = {k: v for k, v in kw.items() if k != "output_padding"}
+    if transposed:  # weight (C_in, C_out // groups, *k)
+        w = rng.standard_normal((c_in, c_out // groups) + kernel)
+        op = lib.conv_transpose_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        tw = torch.from_numpy(w.astype(dtype))
+        fwd = lambda t: F.conv_transpose2d(t, tw, **kw)
+        adj = lambda t: F.conv2d(t, tw, **conv_kw)
+    else:
+        w = rng.standard_normal((c_out, c_in // groups) + kernel)
+        op = lib.conv_operator(w.astype(dtype), (c_in,) + spatial, **kw)
+        tw = torch.from_numpy(w.astype(dtype))
+        fwd = lambda t: F.conv2d(t, tw, **conv_kw)
+        # torch's output_padding recovers the input size the stride rounds away
+        s, p, d = (kw.get(k, v) for k, v in (("stride", 1), ("padding", 0), ("dilation", 1)))
+        extra = tuple(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1) for n, m, k
+                      in zip(spatial, op.output_shape[1:], kernel))
+        adj = lambda t: F.conv_transpose2d(t, tw, output_padding=extra, **conv_kw)
+    x = rng.standard_normal((batch,) + op.input_shape).astype(dtype)
+    y = rng.standard_normal((batch,) + op.output_shape).astype(dtype)
+    return op, fwd, adj, x, y
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--case", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--baseline", help="directory holding another linconv to race")
+    parser.add_argument("--cpu", action="store_true", help="CPU time of one thread")
+    args = parser.parse_args(argv)
+    if args.cpu and os.environ.get("OPENBLAS_NUM_THREADS") != "1":  # read at import
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1")
+        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    import torch
+
+    from linconv import _engines
+
+    threads = 1 if args.cpu else _engines._layer_workers()
+    if args.cpu:
+        from calibrate import cpu_race
+        _engines._layer_workers = lambda: 1
+        if baseline is not None:
+            baseline._engines.CORES = 1
+    torch.set_num_threads(threads)
+    timer = cpu_race if args.cpu else race
     rng = np.random.default_rng(0)
     rows = []
-    for dtype in ("float32", "float64"):
-        w = rng.standard_normal((64, 64, 3, 3)).astype(dtype) / 24
-        x = rng.standard_normal((8, 64, 56, 56)).astype(dtype)
-        op = linconv.conv_operator(w, x.shape[1:], padding=1)
-        tw, tx = torch.from_numpy(w), torch.from_numpy(x)
-        with torch.inference_mode():
-            times = race({
-                "linconv fwd": lambda: op.apply(x),
-                "torch conv2d": lambda: F.conv2d(tx, tw, padding=1),
-                "linconv adj": lambda: op.T.apply(x),
-                "torch conv_transpose2d": lambda: F.conv_transpose2d(tx, tw, padding=1),
-            }, args.repeat)
-            check = np.abs(op.apply(x) - F.conv2d(tx, tw, padding=1).numpy()).max()
-        for direction, peer in (("fwd", "torch conv2d"), ("adj", "torch conv_transpose2d")):
-            ours = times[f"linconv {direction}"]
-            rows.append([dtype, direction, op.method, f"{ours * 1e3:.1f}",
-                         f"{peer} {times[peer] * 1e3:.1f}", f"{ours / times[peer]:.2f}",
-                         f"{check:.1e}"])
-    print(f"batch 8, 64->64 channels, 56x56, 3x3, padding 1; median of {args.repeat}; "
-          f"torch threads {torch.get_num_threads()}")
-    print_table(["dtype", "dir", "method", "linconv ms", "torch ms", "ratio", "max |diff|"], rows)
+    for name in args.case:
+        for dtype in args.dtype:
+            state = rng.bit_generator.state
+            op, fwd, adj, x, y = layer(name, dtype, rng)
+            tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+            funcs = {"linconv fwd": lambda: op.apply(x), "torch fwd": lambda: fwd(tx),
+                     "linconv adj": lambda: op.H.apply(y), "torch adj": lambda: adj(ty)}
+            if baseline is not None:
+                rng.bit_generator.state = state
+                old = layer(name, dtype, rng, baseline)[0]
+                funcs.update({"before fwd": lambda: old.apply(x),
+                              "before adj": lambda: old.H.apply(y)})
+            with torch.inference_mode():
+                times = timer(funcs, args.repeat)
+                errors = {}
+                for d, ours, theirs in (("fwd", op.apply(x), fwd(tx).numpy()),
+                                        ("adj", op.H.apply(y), adj(ty).numpy())):
+                    errors[d] = np.abs(ours - theirs).max() / np.abs(theirs).max()
+            plan = getattr(op, "plan", None)
+            engine = getattr(plan, "engine", op.method)
+            for d in ("fwd", "adj"):
+                ours, theirs = times[f"linconv {d}"], times[f"torch {d}"]
+                before = ([f"{times[f'before {d}'] * 1e3:.1f}",
+                           f"{times[f'before {d}'] / theirs:.2f}"] if baseline else [])
+                rows.append([name, dtype, d, engine, f"{ours * 1e3:.1f}", f"{theirs * 1e3:.1f}",
+                             f"{ours / theirs:.2f}", *before, f"{errors[d]:.1e}"])
+    print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}"
+          + ("; CPU time of one thread" if args.cpu else "; wall-clock time"))
+    print_table(["case", "dtype", "dir", "engine", "linconv ms", "torch ms", "ratio",
+                 *(["before ms", "ratio before"] if baseline else []), "rel. max |diff|"], rows)
     if not args.skip_matrix:
         w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
         start = time.perf_counter()

@@ -22,10 +22,15 @@ machine with ``benchmarks/bench_apply.py --methods``:
   the overlap-save blocks),
 
 and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 5x5
-kernels and "fft" from 7x7 on.  With channels, "direct" is one GEMM per tap
-(``GEMM_NS * C_out * C_in/groups * taps * outputs``) and "fft" adds the
-per-frequency channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3
-layer with 64 channels runs "direct".
+kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
+layer engines (:func:`layer_costs`), each executing a
+:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on shifted views
+(``GEMM_NS * C_out * C_in/groups * taps * outputs`` plus ``PASS_NS`` per
+output of each product), or, with one input channel per group (depthwise,
+single channel), batched single-channel multiply-adds
+(``DEPTHWISE_NS * C_out * taps * outputs``); "fft" adds the per-frequency
+channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3 layer with 64
+channels runs "direct".  ``op.plan`` says which engine runs and why.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ import scipy.fft as sp_fft
 from scipy import ndimage
 
 from ._geometry import Geometry, align_leads, place_circular
+from ._plans import STACK_MAX, layer_plan
 from ._sparse import correlation_csr
 
-__all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine"]
+__all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
+           "GemmEngine", "DepthwiseEngine"]
 
 CORES = os.cpu_count() or 1
 SPARSE_LIMIT = 20_000  # stored entries below which the sparse matrix is fastest
@@ -342,81 +349,299 @@ class FFTEngine(_MatrixOnDemand):
         return r if self.zero else g.extend_adjoint(r)
 
 
-# -- channels: shifted GEMMs ------------------------------------------------------
-class GemmEngine(_MatrixOnDemand):
-    """Multi-channel correlation as one channel-mixing GEMM per kernel tap.
+# -- channels: the layer engines, executing a LayerPlan (linconv._plans) -------------
+def _layer_workers() -> int:
+    """Threads of the shared pool (the depthwise engine's blocks run on them)."""
+    return _pool()._max_workers
 
-    The (extended) input is split into stride phases and flattened per channel
-    over ``(batch, *grid)`` (:meth:`Geometry.polyphase`); tap ``t`` then reads a
-    contiguous slice of one phase at a constant offset, so the output is
-    ``sum_t W_t @ X[phase_t][:, offset_t : offset_t + N]`` with ``W_t`` the
-    ``(C_out, C_in)`` matrix of the tap (block-diagonal over groups): BLAS on
-    views, no im2col copy, no strided outputs computed and thrown away.  The
-    adjoint scatters ``W_t^H @ Y`` back into the same slices.
-    """
+
+def _place(plan, x, grids) -> None:
+    """``P`` then the phase split: write `x` (``(*lead, *spatial)``, extended first when the
+    plan says so) onto the zeroed phase grids ``(phases, *lead, *grid)``."""
+    for phase, source, target in plan.placements:
+        grids[(phase, Ellipsis) + target] = x[(Ellipsis,) + source]
+
+
+def _unplace(plan, geometry, grids, lead, dtype) -> np.ndarray:
+    """Transpose of :func:`_place` (then ``P^T``): the phase grids back onto the input."""
+    shape = geometry.padded_shape if plan.extend else geometry.spatial_input_shape
+    out = np.empty(tuple(lead) + shape, dtype=dtype)
+    for phase, source, target in plan.placements:
+        out[(Ellipsis,) + source] = grids[(phase, Ellipsis) + target]
+    return geometry.extend_adjoint(out) if plan.extend else out
+
+
+def _crop(plan) -> tuple:
+    return (Ellipsis,) + tuple(slice(0, m) for m in plan.output_shape)
+
+
+class _LayerEngine(_MatrixOnDemand):
+    """Shared part of the layer engines: weights per tap and the plan, made on first use."""
 
     name = "direct"
+    engine = ""
 
-    def __init__(self, geometry: Geometry, weights: np.ndarray):
+    def __init__(self, geometry: Geometry, weights: np.ndarray, reason: str = ""):
         self.geometry = geometry
         self.weights_given = weights
-        ch = geometry.channels
-        self.grid, self.phase, self.offset = geometry.polyphase()
-        per_tap, self.taps = geometry.active_taps(weights)
-        per_tap = per_tap.reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-        self.w = np.ascontiguousarray(np.moveaxis(per_tap, -1, 0))  # (T, G, out/g, in/g)
-        self.w_adjoint = np.ascontiguousarray(self.w.conj().swapaxes(-1, -2))
-        self.tail = int(self.offset.max())
+        self.reason = reason or f"method='direct' with the {self.engine} engine"
+        self._plan = None
 
-    def _flat_size(self, batch: int) -> int:
-        return batch * math.prod(self.grid)
+    @property
+    def plan(self):
+        """The :class:`~linconv._plans.LayerPlan` this engine executes (computed once)."""
+        if self._plan is None:
+            taps = self.geometry.active_taps(self.weights_given)[1]
+            block = DEPTHWISE_BLOCK if self.engine == "depthwise" else 0
+            self._plan = layer_plan(self.geometry, taps, self.engine, self.reason, block)
+        return self._plan
+
+    def _per_tap(self) -> np.ndarray:
+        """The weights ``(C_out, C_in // groups, len(plan.taps))`` of the planned taps."""
+        per_tap = self.geometry.active_taps(self.weights_given)[0]
+        return per_tap[:, :, list(self.plan.taps)]
+
+
+class GemmEngine(_LayerEngine):
+    """Multi-channel correlation as channel-mixing GEMMs on shifted views.
+
+    The plan's phases are flattened per channel over ``(batch, *grid)``; tap
+    ``t`` then reads a contiguous slice of one phase at a constant offset, so
+    the output is ``sum_t W_t @ X[phase_t][:, offset_t : offset_t + N]`` with
+    ``W_t`` the ``(C_out, C_in)`` matrix of the tap (block-diagonal over
+    groups): BLAS on views, no strided outputs computed and thrown away.  The
+    taps along the last axis are stacked into one product (the plan's
+    `stack`: copies of each phase shifted by those taps, stacked along the
+    channels), which gives BLAS ``len(stack)`` times longer products and
+    fewer passes.  The adjoint runs the same products in reverse as a gather:
+    each phase is ``sum W^H @ Y`` over copies of the output grid placed after
+    zeros and shifted back by the same amounts (the full correlation), so
+    nothing is scattered.
+    """
+
+    engine = "gemm"
+
+    def _weights(self):
+        """Per product: its stack slots ``(s0, s1)``, its weights ``(G, out/g, k * in/g)``
+        and the adjoint's ``(G, in/g, k * out/g)`` (``k = s1 - s0``)."""
+        if getattr(self, "_w", None) is None:
+            ch, plan = self.geometry.channels, self.plan
+            per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
+            self._w = []
+            for _, _, members in plan.products:
+                s0 = min(slot for _, slot in members)
+                s1 = max(slot for _, slot in members) + 1
+                w = np.zeros((ch.groups, ch.out_per_group, s1 - s0, ch.in_per_group),
+                             dtype=per_tap.dtype)
+                for tap, slot in members:
+                    w[:, :, slot - s0] = per_tap[..., tap]
+                adjoint = np.ascontiguousarray(w.conj().transpose(0, 3, 2, 1))
+                self._w.append(((s0, s1), w.reshape(w.shape[:2] + (-1,)),
+                                adjoint.reshape(adjoint.shape[:2] + (-1,))))
+        return self._w
+
+    def _stacked(self, flat, n, groups, per_group, shifts):
+        """``(phases, G, len(stack), per_group, n + stack_tail)``: copies of the flat
+        ``(phases, G * per_group, ...)`` arrays starting at `shifts`, stacked."""
+        plan = self.plan
+        width = n + plan.stack_tail
+        flat = flat.reshape(len(flat), groups, 1, per_group, -1)
+        if len(shifts) == 1 and shifts[0] == 0:
+            return flat
+        out = np.empty(flat.shape[:2] + (len(shifts), per_group, width), dtype=flat.dtype)
+        for slot, shift in enumerate(shifts):
+            out[:, :, slot] = flat[:, :, 0, :, shift:shift + width]
+        return out
+
+    @staticmethod
+    def _products(out, products, source, n):
+        """``out = sum_j w_j @ source[phase_j, :, s0_j:s1_j, :, start_j : start_j + n]``
+        for `products` ``((phase, start, (s0, s1), w), ...)``."""
+        if not products:
+            out[...] = 0
+            return out
+        term = np.empty_like(out) if len(products) > 1 else None
+        for j, (phase, start, (s0, s1), w) in enumerate(products):
+            view = source[phase, :, s0:s1, :, start:start + n]
+            view = view.reshape(out.shape[0], math.prod(view.shape[1:-1]), n)
+            np.matmul(w, view, out=out if j == 0 else term)
+            if j:
+                out += term
+        return out
 
     def forward(self, x):
-        g, ch = self.geometry, self.geometry.channels
+        g, ch, plan = self.geometry, self.geometry.channels, self.plan
+        weights = self._weights()
         batch = len(x)
-        n = self._flat_size(batch)
-        phases = g.to_phases(np.swapaxes(g.extend(x), 0, 1))  # (S, C_in, B, *grid)
-        source = np.zeros((len(phases), ch.in_channels, n + self.tail), dtype=x.dtype)
-        source[..., :n] = phases.reshape(len(phases), ch.in_channels, n)
-        source = source.reshape(len(phases), ch.groups, ch.in_per_group, -1)
-        dtype = np.result_type(x, self.w)
-        out = np.zeros((ch.groups, ch.out_per_group, n), dtype=dtype)
-        term = np.empty_like(out)
-        for i, t in enumerate(self.taps):
-            start = self.offset[t]
-            view = source[self.phase[t], :, :, start:start + n]
-            np.matmul(self.w[t], view, out=out if i == 0 else term)
-            if i:
-                out += term
-        out = out.reshape((ch.out_channels, batch) + self.grid)
-        out = out[(Ellipsis,) + tuple(slice(0, m) for m in g.spatial_output_shape)]
+        n = batch * plan.grid_size
+        full = n + plan.stack_tail + plan.stack[-1]
+        source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
+        _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
+               source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
+        source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
+        out = np.empty((ch.groups, ch.out_per_group, n),
+                       dtype=np.result_type(x, self.weights_given))
+        self._products(out, [(p, o, slots, w) for (p, o, _), (slots, w, _)
+                             in zip(plan.products, weights)], source, n)
+        out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
         return np.swapaxes(out, 0, 1)
 
     def adjoint(self, y):
-        g, ch = self.geometry, self.geometry.channels
+        g, ch, plan = self.geometry, self.geometry.channels, self.plan
+        weights = self._weights()
         batch = len(y)
-        n = self._flat_size(batch)
-        grid_y = np.zeros((ch.out_channels, batch) + self.grid, dtype=y.dtype)
-        grid_y[(Ellipsis,) + tuple(slice(0, m) for m in g.spatial_output_shape)] = \
-            np.swapaxes(y, 0, 1)
-        grid_y = grid_y.reshape(ch.groups, ch.out_per_group, n)
-        n_phases = math.prod(g.strides)
-        dtype = np.result_type(y, self.w)
-        target = np.zeros((n_phases, ch.groups, ch.in_per_group, n + self.tail), dtype=dtype)
-        term = np.empty((ch.groups, ch.in_per_group, n), dtype=dtype)
-        for t in self.taps:
-            start = self.offset[t]
-            np.matmul(self.w_adjoint[t], grid_y, out=term)
-            target[self.phase[t], :, :, start:start + n] += term
-        phases = target[..., :n].reshape((n_phases, ch.in_channels, batch) + self.grid)
-        return g.extend_adjoint(np.swapaxes(g.from_phases(phases), 0, 1))
+        n = batch * plan.grid_size
+        lead = plan.stack_tail + plan.stack[-1]  # zeros before the output grid
+        shifted = np.zeros((1, ch.out_channels, lead + n), dtype=y.dtype)
+        shifted[..., lead:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
+            np.swapaxes(y, 0, 1)  # S^T
+        stacked = self._stacked(shifted, n, ch.groups, ch.out_per_group,
+                                [plan.stack[-1] - c for c in plan.stack])
+        dtype = np.result_type(y, self.weights_given)
+        target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
+        for phase in range(plan.phases):
+            self._products(target[phase], [
+                (0, plan.stack_tail - o, slots, w) for (p, o, _), (slots, _, w)
+                in zip(plan.products, weights) if p == phase], stacked, n)
+        grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
+        return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
+
+
+class DepthwiseEngine(_LayerEngine):
+    """Depthwise (one input channel per group) layers as batched single-channel correlation.
+
+    Rows are output channels, each the plan's phase grids flattened over
+    ``(batch, *grid)``; every row is ``sum_t w[c, t] * phase_t[row, offset_t:]``:
+    per tap one multiply by a scalar and one add over cache-sized blocks of a
+    row (shared among the threads), instead of many tiny GEMMs.  A depth
+    multiplier ``C_out / C_in = m > 1`` repeats each input row ``m`` times.  The
+    adjoint gathers with the conjugate weights from the output grid shifted by
+    the plan's tail (the full correlation), one phase at a time, then adds the
+    ``m`` rows of each input channel and folds the phases back.
+    """
+
+    engine = "depthwise"
+
+    def _weights(self):
+        if getattr(self, "_w", None) is None:
+            w = np.ascontiguousarray(self._per_tap()[:, 0, :].T)  # (T, C_out)
+            self._w = w, w.conj()
+        return self._w
+
+    def _run(self, out, sources, terms, weights, rows, length):
+        """``out[k] = sum over terms[k] of weights[t] * sources[s][row, offset:]`` by blocks.
+
+        `out` is ``(K, rows * length)``, `sources` a list of flat arrays, and
+        ``terms[k]`` a list of ``(tap, source, offset)``; ``weights[t]`` holds
+        one weight per row.
+        """
+        plan = self.plan
+        jobs = [(k, block) for k in range(len(out)) for block in plan.blocks(rows, length)]
+        columns = weights[..., None]
+
+        def work(part):
+            tmp = np.empty(max(plan.block, length), dtype=out.dtype)
+            for k, (r0, r1, c0, c1) in part:
+                o = out[k, r0 * length + c0:(r1 - 1) * length + c1]
+                if r1 - r0 > 1:
+                    o = o.reshape(r1 - r0, length)
+                if not terms[k]:
+                    o[...] = 0
+                    continue
+                scratch = tmp[:o.size].reshape(o.shape)
+                for i, (tap, s, offset) in enumerate(terms[k]):
+                    start = r0 * length + offset + c0
+                    view = sources[s][start:start + o.size].reshape(o.shape)
+                    w = weights[tap, r0] if r1 - r0 == 1 else columns[tap, r0:r1]
+                    if i == 0:
+                        np.multiply(view, w, out=o)
+                    else:
+                        np.multiply(view, w, out=scratch)
+                        o += scratch
+
+        workers = min(_layer_workers(), len(jobs))
+        if workers <= 1:
+            work(jobs)
+            return
+        edges = np.linspace(0, len(jobs), workers + 1).astype(int)
+        futures = [_pool().submit(work, jobs[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        for future in futures:
+            future.result()
+
+    def forward(self, x):
+        g, ch, plan = self.geometry, self.geometry.channels, self.plan
+        batch, m = len(x), ch.out_per_group
+        length = batch * plan.grid_size  # one row: an output channel over the batch
+        rows = ch.out_channels
+        source = np.zeros((plan.phases, rows * length + plan.tail), dtype=x.dtype)
+        xe = np.swapaxes(g.extend(x) if plan.extend else x, 0, 1)[:, None]
+        _place(plan, xe, source[:, :rows * length].reshape(
+            (plan.phases, ch.in_channels, m, batch) + plan.grid))
+        out = np.empty((1, rows * length), dtype=np.result_type(x, self.weights_given))
+        terms = [[(i, p, o) for i, (p, o) in enumerate(zip(plan.phase, plan.offset))]]
+        self._run(out, list(source), terms, self._weights()[0], rows, length)
+        return np.swapaxes(out.reshape((rows, batch) + plan.grid)[_crop(plan)], 0, 1)
+
+    def adjoint(self, y):
+        g, ch, plan = self.geometry, self.geometry.channels, self.plan
+        batch, m = len(y), ch.out_per_group
+        length = batch * plan.grid_size
+        rows = ch.out_channels
+        dtype = np.result_type(y, self.weights_given)
+        shifted = np.zeros(plan.tail + rows * length, dtype=y.dtype)
+        shifted[plan.tail:].reshape((rows, batch) + plan.grid)[_crop(plan)] = \
+            np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
+        target = np.empty((plan.phases, rows * length), dtype=dtype)
+        terms = [[(i, 0, plan.adjoint_offset[i]) for i in plan.phase_taps(p)]
+                 for p in range(plan.phases)]
+        self._run(target, [shifted], terms, self._weights()[1], rows, length)
+        grids = target.reshape((plan.phases, ch.in_channels, m, batch) + plan.grid)
+        grids = grids[:, :, 0] if m == 1 else grids.sum(axis=2)
+        return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
+
+
+DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L1/L2-sized)
 
 
 # -- choosing -------------------------------------------------------------------
 _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
-_CHANNEL_ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": GemmEngine}
-GEMM_NS = 0.04  # ns per multiply-add of the per-tap GEMMs (BLAS, all cores)
-MIX_NS = 1.2    # ns per complex multiply-add of the per-frequency channel mixing
+# The layer cost model (all cores of this machine).  benchmarks/calibrate.py measures
+# GEMM_NS, PASS_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
+# ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
+# FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
+GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
+PASS_NS = 1.0       # ns per output sample of each product of the GEMM (calls, accumulation)
+DEPTHWISE_NS = 0.15  # ns per output sample and tap of the depthwise multiply-adds
+MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
+
+
+def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
+    """Estimated seconds of the layer engines for one sample (only those that apply)."""
+    ch = geometry.channels
+    work = max(ntaps, 1) * math.prod(geometry.polyphase()[0]) * ch.out_channels
+    k = geometry.axes[-1].k
+    passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
+    costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
+    if ch.in_per_group == 1:
+        costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
+    return costs
+
+
+def layer_engine(geometry: Geometry, weights: np.ndarray):
+    """The "direct" engine of a layer: the cheaper of :class:`GemmEngine` and
+    :class:`DepthwiseEngine` by :func:`layer_costs`, with the reason in its plan."""
+    costs = layer_costs(geometry, len(geometry.active_taps(weights)[1]))
+    best = min(costs, key=costs.get)
+    if len(costs) == 1:
+        reason = (f"{geometry.channels.in_per_group} input channels per group (the "
+                  "depthwise engine runs 1)")
+    else:
+        others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
+        reason = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
+    return {"gemm": GemmEngine, "depthwise": DepthwiseEngine}[best](geometry, weights, reason)
+
+
+_CHANNEL_ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": layer_engine}
 
 
 def make_engine(method: str, geometry: Geometry, weights: np.ndarray):
@@ -446,9 +671,8 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
         direct = DIRECT_NS * taps * outputs / min(CORES, max(1, outputs // BAND_MIN))
         fft = FFT_NS * size * log
     else:  # transforms of every channel plus the per-frequency channel mixing
-        outputs = math.prod(geometry.polyphase()[0])  # the grid every tap's GEMM covers
         macs = ch.out_channels * ch.in_per_group
-        direct = GEMM_NS * macs * taps * outputs
+        direct = min(layer_costs(geometry, taps).values()) * 1e9
         fft = FFT_NS * size * log * (ch.in_channels + ch.out_channels) / 2 + \
             MIX_NS * macs * size / 2
     return {"direct": direct * factor * 1e-9, "fft": fft * factor * 1e-9}

@@ -139,6 +139,11 @@ class ConvTransposeOperator(_View):
         self.geometry = conv.geometry
         self.method = conv.method
 
+    @property
+    def plan(self):
+        """The plan of the convolution this transposes (run in reverse)."""
+        return self.parent.plan
+
     def __repr__(self):
         return f"<ConvTransposeOperator: {self.input_shape} -> {self.output_shape}>"
 
@@ -164,7 +169,9 @@ def conv_operator(weight, input_shape, *, stride=1, padding=0, dilation=1, group
         As ``torch.nn.Conv{1,2,3}d(padding_mode=...)``; linconv's boundary
         names ("zero", "wrap", "edge", "symmetric") are accepted too.
     method : {"auto", "direct", "fft", "sparse"}
-        "direct" runs one channel-mixing GEMM per kernel tap.
+        "direct" runs channel-mixing GEMMs on shifted views, or batched
+        single-channel correlation for depthwise layers (``op.plan`` says
+        which, and why).
 
     Returns
     -------

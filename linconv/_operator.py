@@ -176,6 +176,11 @@ class GeometryOperator(ShapedOperator):
         self.method = self._engine.name
         super().__init__(dtype, geometry.input_shape, geometry.output_shape)
 
+    @property
+    def plan(self):
+        """How the engine runs this operator and why (None for engines without a plan)."""
+        return getattr(self._engine, "plan", None)
+
     def _forward(self, x):
         return self._engine.forward(x)
 

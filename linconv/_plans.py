@@ -1,0 +1,231 @@
+"""Plans: sizes in, a frozen recipe out.
+
+A plan says *how* one engine runs the linear map a :class:`~linconv._geometry.Geometry`
+describes.  It is computed from the geometry (and the list of kernel taps that
+are not all zero) alone, holds every number the engine needs, and is frozen
+and printable, so the engine has no index arithmetic of its own and a plan can
+be checked without arrays (as opt_einsum's ``contract_path``).
+
+:class:`LayerPlan` serves the two spatial-domain layer engines, which share
+one stride-free (polyphase) form of the correlation:
+
+- the padded input is split into ``prod(strides)`` phases laid out on a grid of
+  ``ceil(padded / stride)`` samples per axis, flattened in C order per row
+  (a row is one channel of one batch item, or for the GEMM a channel over the
+  whole batch);
+- tap ``t`` reads phase ``phase[t]`` at the constant flat offset ``offset[t]``,
+  so every output on the grid is ``sum_t w_t * phase[t][q + offset[t]]``; the
+  grid positions past the output shape are computed and dropped (their reads
+  stay inside the grid plus ``tail`` samples of zeros);
+- the adjoint runs the same numbers in reverse: the output is placed on the
+  grid (``S^T``), each phase gathers ``conj(w_t) * y[q + tail - offset[t]]`` from
+  the grid shifted by ``tail`` (the full correlation ``C^H``), and the phases go
+  back onto the input through the same placements (``P^T``).
+
+Engines: ``"gemm"`` mixes channels with one matrix product per tap;
+``"depthwise"`` (one input channel per group) runs batched single-channel
+correlation as whole-array multiply-adds per tap, in cache-sized blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._geometry import Geometry
+
+__all__ = ["LayerPlan", "layer_plan", "placements"]
+
+
+def placements(geometry: Geometry, extended: bool):
+    """Where the input's samples sit on the phase grids.
+
+    Returns one ``(phase, source, target)`` triple per phase that holds input
+    samples: ``grid[phase][target] = x[source]`` (slices over the trailing
+    spatial axes) writes the padded input into the phases; reading the same
+    slices back is its transpose.  With `extended`, the source is the input
+    already extended by the boundary rule (the whole padded array); otherwise
+    the input itself (the zero boundary: the rest of the grid is zero).
+
+    Padded sample ``q`` of an axis with stride ``s`` goes to phase ``q % s`` at
+    grid position ``q // s``; input sample ``i`` is padded sample ``i + lo``.
+    """
+    per_axis = []
+    for ax in geometry.axes:
+        lo, n = (0, ax.padded_length) if extended else (ax.lo, ax.n)
+        entries = []
+        for r in range(ax.stride):
+            first = (r - lo) % ax.stride  # first input sample of phase r
+            if first < n:
+                count = len(range(first, n, ax.stride))
+                start = (first + lo) // ax.stride
+                entries.append((r, slice(first, n, ax.stride), slice(start, start + count)))
+        per_axis.append(entries)
+    phase_strides = np.cumprod((1,) + geometry.strides[:0:-1])[::-1]
+    out = []
+    for combo in np.ndindex(*[len(e) for e in per_axis]):
+        picks = [per_axis[a][i] for a, i in enumerate(combo)]
+        phase = int(sum(r * st for (r, _, _), st in zip(picks, phase_strides)))
+        out.append((phase, tuple(p[1] for p in picks), tuple(p[2] for p in picks)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How a layer engine runs one geometry (see the module docs).
+
+    Attributes
+    ----------
+    engine : {"gemm", "depthwise"}
+    reason : str
+        Why "auto" (or "direct") chose this engine.
+    grid : tuple of int
+        Grid of one phase, per spatial axis.
+    phases : int
+        Number of stride phases, ``prod(strides)``.
+    taps : tuple of int
+        Flat (C-order) kernel taps run, those with a non-zero weight somewhere.
+    phase, offset : tuple of int
+        Phase read by each of `taps` and its flat offset on the grid.
+    tail : int
+        Zeros after each flattened array so the last reads stay in bounds.
+    extend : bool
+        True when the input is extended by the boundary rule before it is
+        placed (non-zero boundaries); the zero boundary places the input itself.
+    placements : tuple
+        ``(phase, source slices, grid slices)`` per phase holding samples
+        (:func:`placements`).
+    output_shape : tuple of int
+        The part of the grid that is the output (from position 0 on every axis).
+    block : int
+        Elements per block of the depthwise engine (0 for "gemm").
+    stack : tuple of int
+        GEMM only: the shifts of the copies of each phase stacked along the
+        channels (so one product covers all taps along the last axis, with
+        ``len(stack) * C_in / groups`` terms instead of ``C_in / groups``);
+        ``(0,)`` when there is no stacking (a stride on the last axis, or a
+        long last kernel axis).
+    products : tuple
+        GEMM only: ``(phase, offset, ((tap position, stack slot), ...))`` per
+        matrix product: the stacked copies of `phase` read at `offset`.
+    stack_tail : int
+        Samples each stacked copy holds past the flat grid (largest product offset).
+    """
+
+    engine: str
+    reason: str
+    grid: tuple[int, ...]
+    phases: int
+    taps: tuple[int, ...]
+    phase: tuple[int, ...]
+    offset: tuple[int, ...]
+    tail: int
+    extend: bool
+    placements: tuple
+    output_shape: tuple[int, ...]
+    block: int = 0
+    stack: tuple[int, ...] = (0,)
+    products: tuple = ()
+    stack_tail: int = 0
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(self.grid)
+
+    @property
+    def adjoint_offset(self) -> tuple[int, ...]:
+        """Offsets of the adjoint's gather: ``tail - offset`` into the grid shifted by `tail`."""
+        return tuple(self.tail - o for o in self.offset)
+
+    def phase_taps(self, phase: int) -> tuple[int, ...]:
+        """Positions in `taps` of the taps that read `phase`."""
+        return tuple(i for i, p in enumerate(self.phase) if p == phase)
+
+    def blocks(self, rows: int, row_length: int):
+        """Blocks ``(r0, r1, c0, c1)`` covering ``rows x row_length``: pieces of one row of
+        at most `block` elements (one weight per block), or several whole rows when
+        rows are shorter than ``block / 2`` (a weight column per block: slower per
+        element, but fewer calls)."""
+        if not rows or not row_length:
+            return []
+        if row_length >= self.block // 2:
+            edges = list(range(0, row_length, self.block)) + [row_length]
+            return [(r, r + 1, c0, c1) for r in range(rows)
+                    for c0, c1 in zip(edges[:-1], edges[1:])]
+        step = max(1, self.block // row_length)
+        return [(r0, min(r0 + step, rows), 0, row_length) for r0 in range(0, rows, step)]
+
+    def __str__(self) -> str:
+        grid = "x".join(map(str, self.grid))
+        lines = [f"LayerPlan: engine {self.engine!r} ({self.reason})",
+                 f"  {self.phases} phase(s) on a {grid} grid, {len(self.taps)} tap(s), "
+                 f"tail {self.tail}, input {'extended first' if self.extend else 'placed as is'}",
+                 "  tap  phase  offset"]
+        lines += [f"  {t:>3}  {p:>5}  {o:>6}" for t, p, o in zip(self.taps, self.phase,
+                                                              self.offset)]
+        if self.block:
+            lines.append(f"  blocks of {self.block} elements")
+        if self.products:
+            lines.append(f"  {len(self.products)} matrix product(s) over {len(self.stack)} "
+                         f"stacked cop{'y' if len(self.stack) == 1 else 'ies'} "
+                         f"(shifts {self.stack}) of each phase")
+        return "\n".join(lines)
+
+
+def layer_plan(geometry: Geometry, taps, engine: str, reason: str = "",
+               block: int = 0) -> LayerPlan:
+    """The :class:`LayerPlan` of `geometry` for the flat kernel `taps` (sizes only).
+
+    Examples
+    --------
+    >>> from linconv._geometry import Geometry, Channels
+    >>> g = Geometry.from_args((3, 3), (8, 8), 1, stride=2, channels=Channels(4, 4, 4))
+    >>> plan = layer_plan(g, range(9), "depthwise", "one input channel per group", 4096)
+    >>> plan.grid, plan.phases, plan.offset[:4], plan.tail
+    ((5, 5), 4, (0, 0, 1, 0), 6)
+    >>> print(plan)  # doctest: +ELLIPSIS
+    LayerPlan: engine 'depthwise' (one input channel per group)
+      4 phase(s) on a 5x5 grid, 9 tap(s), tail 6, input placed as is
+    ...
+    """
+    taps = np.asarray(list(taps), dtype=np.intp)
+    grid, phase, offset = geometry.polyphase()
+    phase, offset = phase[taps], offset[taps]
+    extend = geometry.boundary != "zero"
+    stack, products, stack_tail = (0,), (), 0
+    if engine == "gemm":
+        stack, products, stack_tail = _stacking(geometry, taps, phase, offset)
+    return LayerPlan(
+        engine=engine, reason=reason, grid=tuple(int(n) for n in grid),
+        phases=math.prod(geometry.strides), taps=tuple(int(t) for t in taps),
+        phase=tuple(int(p) for p in phase), offset=tuple(int(o) for o in offset),
+        tail=int(offset.max()) if len(offset) else 0, extend=extend,
+        placements=placements(geometry, extend), output_shape=geometry.spatial_output_shape,
+        block=int(block), stack=stack, products=products, stack_tail=stack_tail)
+
+
+STACK_MAX = 7  # longest last kernel axis whose taps the GEMM stacks into one product
+
+
+def _stacking(geometry: Geometry, taps, phase, offset):
+    """``(stack, products, stack_tail)`` of the GEMM (see :class:`LayerPlan`).
+
+    Tap ``j`` of the last axis reads phase ``j * dilation % stride`` of that
+    axis shifted by ``j * dilation // stride`` flat samples (the grid is
+    contiguous there), so the taps that read the same phase at the same
+    offset apart from that shift form one product over copies of the phases
+    shifted by those amounts (stack slots a product does not use get zero
+    weights).
+    """
+    last = geometry.axes[-1]
+    shifts = np.unravel_index(taps, geometry.kernel_shape)[-1] * last.dilation // last.stride
+    if not 1 < last.k <= STACK_MAX:
+        shifts = np.zeros_like(offset)
+    stack = tuple(int(c) for c in np.unique(shifts)) or (0,)
+    groups: dict = {}
+    for i, (p, o, c) in enumerate(zip(phase, offset, shifts)):
+        groups.setdefault((int(p), int(o - c)), []).append((i, stack.index(int(c))))
+    products = tuple((p, o, tuple(members)) for (p, o), members in groups.items())
+    return stack, products, max((o for _, o, _ in products), default=0)

@@ -1,0 +1,276 @@
+"""The layer engines (GEMM, depthwise) and their plans, against torch and numpy oracles.
+
+Every engine is run directly (not only the one "auto" picks) on a table of
+layers covering groups (1, 2, depthwise, depth multiplier 2), strides,
+dilations, padding modes, even kernels and 1-D/2-D/3-D.  Forward is checked
+against ``torch.nn.functional.conv{1,2,3}d`` in float64 (after ``F.pad`` for the
+non-zero padding modes), the adjoint against torch's autograd of the same
+function (the vector-Jacobian product is ``A^T y``), complex weights through
+torch on real and imaginary parts, plus dot tests.  The plans are checked
+without data arrays: their phase placements and tap offsets against
+``np.pad`` of the index map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import numpy as np
+import pytest
+
+import linconv
+from linconv._engines import DepthwiseEngine, GemmEngine
+from linconv._geometry import Channels, Geometry
+from linconv._plans import STACK_MAX, layer_plan
+
+NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+             "circular": "wrap"}
+
+# (C_in, C_out, groups, spatial, kernel, keyword arguments of conv_operator)
+LAYERS = [
+    (4, 6, 1, (11,), (3,), dict(padding=1)),
+    (3, 3, 3, (12,), (4,), dict(padding=2, stride=3, dilation=2)),
+    (2, 4, 2, (10,), (9,), dict(padding=4, padding_mode="reflect")),  # no stacking
+    (4, 4, 1, (9, 8), (3, 3), dict(padding=1)),
+    (4, 6, 2, (9, 8), (3, 2), dict(padding=(1, 0), stride=(2, 1), dilation=(1, 2))),
+    (4, 4, 4, (9, 8), (3, 3), dict(padding=1)),  # depthwise
+    (4, 8, 4, (9, 8), (2, 2), dict(padding="same")),  # multiplier 2, even kernel
+    (4, 8, 4, (10, 9), (3, 3), dict(padding=2, stride=2, dilation=2, padding_mode="reflect")),
+    (3, 3, 3, (9, 8), (3, 4), dict(padding=(2, 3), stride=(2, 3), padding_mode="replicate")),
+    (2, 2, 1, (7, 6), (3, 3), dict(padding=2, padding_mode="circular", dilation=(2, 1))),
+    (1, 1, 1, (17, 16), (5, 5), dict(padding=4, stride=2, dilation=2)),  # single channel
+    (2, 3, 1, (5, 6, 7), (2, 3, 2), dict(padding=1, stride=(1, 2, 2))),
+    (4, 4, 4, (5, 4, 6), (3, 3, 3), dict(padding=1, stride=2, padding_mode="replicate")),
+    (6, 6, 3, (8, 9), (3, 3), dict(padding=0, stride=2)),
+]
+
+
+def _id(layer):
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    opts = "-".join(f"{k[0]}{v}".replace(" ", "").replace("(", "").replace(")", "")
+                    .replace(",", "x") for k, v in kw.items())
+    return (f"{c_in}to{c_out}-g{groups}-n{'x'.join(map(str, spatial))}-"
+            f"k{'x'.join(map(str, kernel))}-{opts}")
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def _engines_for(op, w):
+    engines = [GemmEngine(op.geometry, w)]
+    if op.geometry.channels.in_per_group == 1:
+        engines.append(DepthwiseEngine(op.geometry, w))
+    return engines
+
+
+def _torch_function(layer):
+    """x -> torch conv of the layer (as a function of a torch tensor)."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    kw = dict(kw)
+    mode = kw.pop("padding_mode", "zeros")
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(spatial)]
+
+    def run(x, w):
+        if mode != "zeros":
+            pads = kw["padding"]
+            pads = (pads,) * len(spatial) if isinstance(pads, int) else pads
+            x = F.pad(x, [p for p in reversed(pads) for _ in (0, 1)], mode=mode)
+            return conv(x, w, groups=groups, **{**kw, "padding": 0})
+        return conv(x, w, groups=groups, **kw)
+    return torch, run
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=_id)
+def test_engines_match_torch_forward_and_adjoint(layer, rng):
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    w = rng.standard_normal((c_out, c_in // groups) + kernel)
+    op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
+    x = rng.standard_normal((2,) + op.input_shape)
+    y = rng.standard_normal((2,) + op.output_shape)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    out = run(tx, torch.from_numpy(w))
+    expected = out.detach().numpy()
+    (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
+    for engine in _engines_for(op, w):
+        np.testing.assert_allclose(engine.forward(x), expected, rtol=1e-12, atol=1e-12,
+                                   err_msg=engine.engine)
+        np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(), rtol=1e-12,
+                                   atol=1e-12, err_msg=engine.engine)
+    np.testing.assert_allclose(op.apply(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", [LAYERS[4], LAYERS[7], LAYERS[12]], ids=_id)
+def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng):
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    shape = (c_out, c_in // groups) + kernel
+    wr, wi = rng.standard_normal(shape), rng.standard_normal(shape)
+    op = linconv.conv_operator(wr + 1j * wi, (c_in,) + spatial, groups=groups, **kw)
+    xr, xi = (rng.standard_normal((2,) + op.input_shape) for _ in range(2))
+    t = lambda a, b: run(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    expected = t(xr, wr) - t(xi, wi) + 1j * (t(xr, wi) + t(xi, wr))
+    y = rng.standard_normal((2,) + op.output_shape) + 1j * rng.standard_normal(
+        (2,) + op.output_shape)
+    for engine in _engines_for(op, wr + 1j * wi):
+        np.testing.assert_allclose(engine.forward(xr + 1j * xi), expected, rtol=1e-12,
+                                   atol=1e-12, err_msg=engine.engine)
+        lhs = np.vdot(y, engine.forward(xr + 1j * xi))
+        rhs = np.vdot(engine.adjoint(y), xr + 1j * xi)
+        assert abs(lhs - rhs) <= 1e-12 * abs(lhs), engine.engine
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("layer", LAYERS, ids=_id)
+def test_engines_dot_test(layer, dtype, tol, rng):
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    w = rng.standard_normal((c_out, c_in // groups) + kernel).astype(dtype)
+    op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
+    x = rng.standard_normal((3,) + op.input_shape).astype(dtype)
+    y = rng.standard_normal((3,) + op.output_shape).astype(dtype)
+    for engine in _engines_for(op, w):
+        ax, aty = engine.forward(x), engine.adjoint(y)
+        assert ax.dtype == aty.dtype == dtype
+        lhs, rhs = float(np.vdot(y, ax)), float(np.vdot(aty, x))
+        scale = np.linalg.norm(ax) * np.linalg.norm(y)
+        assert abs(lhs - rhs) <= tol * scale, engine.engine
+
+
+def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng):
+    torch, run = _torch_function((4, 4, 4, (9, 8), (3, 3), dict(padding=1)))
+    w = rng.standard_normal((4, 1, 3, 3))
+    w[:, :, 0] = 0  # the first kernel row is zero for every channel
+    op = linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1)
+    x = rng.standard_normal((2, 4, 9, 8))
+    for engine in _engines_for(op, w):
+        assert len(engine.plan.taps) == 6
+        np.testing.assert_allclose(engine.forward(x), run(torch.from_numpy(x),
+                                                          torch.from_numpy(w)).numpy(),
+                                   atol=1e-12)
+        zero = type(engine)(op.geometry, np.zeros_like(w))
+        assert zero.plan.taps == ()
+        assert not zero.forward(x).any() and not zero.adjoint(engine.forward(x)).any()
+
+
+def test_empty_batch(rng):
+    w = rng.standard_normal((4, 1, 3, 3))
+    op = linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1)
+    for engine in _engines_for(op, w):
+        assert engine.forward(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
+        assert engine.adjoint(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
+
+
+# -- the choice ---------------------------------------------------------------------
+def test_auto_runs_depthwise_layers_on_the_depthwise_engine():
+    w = np.ones((128, 1, 3, 3), dtype=np.float32)
+    op = linconv.conv_operator(w, (128, 56, 56), groups=128, padding=1)
+    assert op.method == "direct" and op.plan.engine == "depthwise"
+    assert "ms" in op.plan.reason
+    dense = linconv.conv_operator(np.ones((64, 64, 3, 3), np.float32), (64, 56, 56), padding=1)
+    assert dense.plan.engine == "gemm"
+    assert "the depthwise engine runs 1)" in dense.plan.reason
+    transposed = linconv.conv_transpose_operator(w, (128, 28, 28), stride=2, groups=128)
+    assert transposed.plan is transposed.parent.plan
+    assert transposed.plan.engine == "depthwise"
+
+
+def test_plan_is_lazy_and_construction_is_cheap():
+    w = np.ones((4, 1, 3, 3))
+    op = linconv.conv_operator(w, (4, 100_000, 100_000), groups=4, padding=1, method="direct")
+    assert op._engine._plan is None
+    plan = op.plan  # sizes only: no array of the input's size
+    assert plan.grid == (100_002, 100_002) and op._engine._plan is plan
+
+
+# -- plans, without data ----------------------------------------------------------------
+PLAN_GEOMETRIES = [
+    ((3,), (10,), 1, 1, 1, "zero"),
+    ((4,), (13,), (2, 1), 3, 2, "zero"),
+    ((3, 2), (9, 8), 1, (2, 1), (1, 2), "zero"),
+    ((3, 3), (10, 9), 2, 2, 2, "reflect"),
+    ((2, 3, 2), (5, 6, 7), 1, (1, 2, 3), 1, "edge"),
+    ((9,), (20,), 4, 1, 1, "wrap"),
+]
+
+
+@pytest.mark.parametrize("kernel, spatial, padding, stride, dilation, boundary",
+                         PLAN_GEOMETRIES, ids=lambda v: str(v).replace(" ", ""))
+def test_plan_reads_every_tap_where_numpy_pad_puts_it(kernel, spatial, padding, stride,
+                                                       dilation, boundary):
+    """Run the plan on index arrays: phase grids filled through the placements must
+    hold, at ``i + offset[t]``, the padded sample ``i*s + j*d`` of np.pad's index map."""
+    g = Geometry.from_args(kernel, spatial, padding, boundary, stride, dilation,
+                           channels=Channels(2, 2, 2))
+    for engine in ("gemm", "depthwise"):
+        plan = layer_plan(g, range(int(np.prod(kernel))), engine, "test", 64)
+        index = np.arange(int(np.prod(spatial))).reshape(spatial)
+        pad_mode = {"zero": "constant", "edge": "edge", "reflect": "reflect", "wrap": "wrap"}
+        padded = np.pad(index, g.pads, mode=pad_mode[boundary],
+                        **({"constant_values": -1} if boundary == "zero" else {}))
+        source = padded if plan.extend else index
+        grids = np.full((plan.phases,) + plan.grid, -1)
+        filled = np.zeros((plan.phases,) + plan.grid, dtype=int)
+        for phase, src, tgt in plan.placements:
+            grids[(phase,) + tgt] = source[src]
+            filled[(phase,) + tgt] += 1
+        assert filled.max() == 1
+        assert filled.sum() == source.size  # every sample placed exactly once
+        flat = np.concatenate([grids.reshape(plan.phases, -1),
+                               np.full((plan.phases, plan.tail), -1)], axis=1)
+        outputs = np.stack(np.meshgrid(*[np.arange(m) for m in plan.output_shape],
+                                       indexing="ij"), -1).reshape(-1, len(spatial))
+        grid_index = np.ravel_multi_index(outputs.T, plan.grid)
+        for tap, phase, offset in zip(plan.taps, plan.phase, plan.offset):
+            j = np.unravel_index(tap, kernel)
+            want = padded[tuple(outputs[:, a] * g.strides[a] + j[a] * g.dilations[a]
+                                for a in range(len(spatial)))]
+            np.testing.assert_array_equal(flat[phase, grid_index + offset], want)
+        if engine == "gemm":  # products x stack slots cover every tap once
+            members = sorted((i, plan.stack[slot] + offset)
+                             for _, offset, ms in plan.products for i, slot in ms)
+            assert members == sorted(enumerate(plan.offset))
+            assert all(plan.phase[i] == p for p, _, ms in plan.products for i, _ in ms)
+
+
+def test_plan_stacking_and_printing():
+    g = Geometry.from_args((3, 3), (56, 56), 1, channels=Channels(64, 64))
+    plan = layer_plan(g, range(9), "gemm", "because")
+    assert plan.stack == (0, 1, 2) and len(plan.products) == 3
+    assert [o for _, o, _ in plan.products] == [0, 58, 116]
+    text = str(plan)
+    assert "engine 'gemm' (because)" in text and "3 matrix product(s)" in text
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.engine = "depthwise"
+    long = Geometry.from_args((1, STACK_MAX + 2), (4, 40), 0, channels=Channels(2, 2))
+    assert layer_plan(long, range(STACK_MAX + 2), "gemm").stack == (0,)
+    strided = Geometry.from_args((3, 3), (9, 9), 1, stride=2, channels=Channels(2, 2))
+    plan = layer_plan(strided, range(9), "gemm")
+    assert plan.phases == 4 and plan.stack == (0, 1)
+
+
+def test_blocks_cover_every_row_once():
+    g = Geometry.from_args((3,), (10,), 1, channels=Channels(2, 2, 2))
+    plan = layer_plan(g, range(3), "depthwise", block=100)
+    for rows, length in ((7, 30), (3, 250), (1, 1000), (5, 100)):
+        cover = np.zeros((rows, length), dtype=int)
+        for r0, r1, c0, c1 in plan.blocks(rows, length):
+            assert (r1 - r0) * (c1 - c0) <= max(100, length) and (r1 - r0 == 1 or c0 == 0)
+            cover[r0:r1, c0:c1] += 1
+        assert (cover == 1).all()
+
+
+@pytest.mark.parametrize("groups", [1, 4])
+def test_float64_data_with_float32_weights_is_computed_in_float64(groups, rng):
+    torch, run = _torch_function((4, 4, groups, (9, 8), (3, 3), dict(padding=1)))
+    w = rng.standard_normal((4, 4 // groups, 3, 3)).astype(np.float32)
+    op = linconv.conv_operator(w, (4, 9, 8), groups=groups, padding=1, method="direct")
+    x = rng.standard_normal((2, 4, 9, 8))
+    expected = run(torch.from_numpy(x), torch.from_numpy(w.astype(np.float64))).numpy()
+    y = op.apply(x)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
