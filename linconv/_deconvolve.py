@@ -36,6 +36,7 @@ SOLVERS = ("auto", "lsqr", "lsmr", "cg", "gmres", "fft", "svd", "lsq_linear",
            "richardson-lucy", "rl")
 REGULARIZERS = ("tikhonov", "gradient", "tv")
 MAD_TO_STD = 0.6744897501960817  # Phi^{-1}(3/4): the MAD of a standard Gaussian
+MAD_STANDARD_ERROR = 1.1664       # sqrt(N) x relative standard error of a MAD estimate of sigma
 SVD_AUTO_MAX = 2048      # longest axis for which "auto" takes the Kronecker SVD solve
 ITERATIVE_FLOOR = 1e-3   # smallest damp / ||A|| for the iterative solvers (see _choose_damp)
 TV_AUTO = 0.002          # Dey et al. (2006)'s total-variation weight for RL-TV, damp="auto"
@@ -113,10 +114,8 @@ def _attenuated_coefficients(y, kernel, fraction=0.1):
     response = np.abs(sp_fft.fftn(kernel, [2 * n for n in y.shape]))
     response = response[tuple(slice(0, n) for n in y.shape)]  # |H| at pi k / n
     coefficients = sp_fft.dctn(y, norm="ortho")
-    # every frequency the kernel damps 100-fold (up to half), at least `fraction` of them:
-    # the more coefficients, the smaller the estimate's spread
-    damped = int(np.count_nonzero(response <= 1e-2 * response.max()))
-    count = max(32, int(fraction * y.size), min(damped, y.size // 2))
+    # a larger set would spread less but hold more image, which on exact data is all there is
+    count = max(32, int(fraction * y.size))
     order = np.argpartition(response.ravel(), min(count, y.size - 1))[:count]
     return coefficients.ravel()[order]
 
@@ -133,8 +132,8 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
       details; the median ignores the few edges that remain;
     - with `kernel`: the orthonormal DCT coefficients of the frame's interior
       (a kernel's size in from every edge, where no boundary rule shows) at
-      the frequencies where the kernel's frequency response is below 1 % of
-      its peak (at least 10 % of the frequencies, at most half).  This one knows the blur, so it stays
+      the 10 % of frequencies where the kernel's frequency response is
+      smallest.  This one knows the blur, so it stays
       accurate down to noise levels 100x lower, where the Haar details hold
       more image than noise; it cannot separate noise from image for a kernel
       that hardly attenuates any frequency (pass `noise_std` there).
@@ -157,35 +156,40 @@ def estimate_noise_std(y, kernel=None, *, weights=None) -> float:
     >>> round(linconv.estimate_noise_std(smooth + 0.05 * rng.standard_normal((256, 256))), 3)
     0.05
     """
+    return _noise_estimate(y, kernel, weights)[0]
+
+
+def _noise_estimate(y, kernel=None, weights=None) -> tuple[float, int]:
+    """:func:`estimate_noise_std` and the number of coefficients behind it."""
     y = as_array(y, "y")
     if any(n < 2 for n in y.shape):
         raise ValueError(f"`y` needs at least 2 samples along every axis; got shape {y.shape}")
     y = y.astype(np.result_type(y, float))
     details = _haar_details(y)
     if weights is not None:
-        valid = _haar_details(np.asarray(weights > 0, dtype=float))  # 0 where a block is masked
-        whole = np.abs(valid) == 0
-        observed = np.asarray(weights > 0)
+        observed = np.asarray(weights) > 0
         for axis in range(y.ndim):  # keep blocks whose every sample is observed
             even = (observed.shape[axis] // 2) * 2
             observed = np.take(observed, np.arange(0, even, 2), axis=axis) & \
                 np.take(observed, np.arange(1, even, 2), axis=axis)
-        details = details[whole & observed]
+        details = details[observed]
         if details.size == 0:
             raise ValueError("`weights` leave no 2x...x2 block of observed samples to estimate "
                              "the noise from; pass `noise_std`")
-    estimate = float(np.median(np.abs(details)) / MAD_TO_STD)
+    estimate, count = float(np.median(np.abs(details)) / MAD_TO_STD), details.size
     if kernel is not None and weights is None:
         kernel = as_kernel(kernel)
         if kernel.ndim != y.ndim:
             raise ValueError(f"`kernel` must have one axis per axis of `y` ({y.ndim}); got "
                              f"shape {kernel.shape}")
-        # also in the interior, away from the edges whose boundary rule the DCT does not know
+        # in the interior, away from the edges whose boundary rule the DCT does not know
         interior = tuple(slice(k, n - k) if n > 4 * k else slice(None)
                          for n, k in zip(y.shape, kernel.shape))
-        spectral = np.median(np.abs(_attenuated_coefficients(y[interior], kernel))) / MAD_TO_STD
-        estimate = min(estimate, float(spectral))
-    return estimate
+        coefficients = _attenuated_coefficients(y[interior], kernel)
+        spectral = float(np.median(np.abs(coefficients)) / MAD_TO_STD)
+        if spectral < estimate:
+            estimate, count = spectral, coefficients.size
+    return estimate, count
 
 
 # -- options -----------------------------------------------------------------------------------
@@ -979,11 +983,15 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
     ``noise_std * sqrt(sum w)`` (Morozov's discrepancy principle).  The noise
     level, when not given, is the smaller of two robust estimates (the finest
     Haar details, and the DCT coefficients the kernel attenuates most; see
-    :func:`estimate_noise_std`).  "fft" and "svd" evaluate the residual exactly
+:func:`estimate_noise_std`); an estimated level is raised by two standard
+    errors of the estimate (1-7 %), since too low a target collapses the damp
+    where the residual curve is flat.  "fft" and "svd" evaluate the residual exactly
     for every damp; the iterative solvers start from the spectral model of the
     "same" operator and correct the damp by Newton steps on the exact residual.
-    Over noise levels from 10 % down to 0.1 % this lands within 1 dB of the
-    best Tikhonov damp (``benchmarks/bench_deconvolve.py``).  Less noise never
+    Over noise levels from 10 % down to 0.1 % this lands within about 1 dB of
+    the best Tikhonov damp (``benchmarks/bench_deconvolve.py``; a kernel that
+    hardly attenuates any frequency makes the noise estimate high at low
+    noise: pass `noise_std` there).  Less noise never
     gives a larger damp; exactly noise-free data give the smallest damp the
     solver resolves (``sqrt(eps) ||A||`` for the direct solves,
     ``1e-3 ||A||`` for the iterative ones).
@@ -1075,15 +1083,21 @@ def _solve_frame(setup, table, solver, options, y, index, damps, x0):
         if options.regularizer == "tv":
             messages.append(f"total-variation weight {damp:g} (Dey et al. 2006)")
     elif damps is None:
+        margin = 1.0
         if sigma is None:
-            sigma = estimate_noise_std(problem.y, setup.kernel, weights=weights)
-            messages.append(f"noise std {sigma:.3g} estimated from the data")
-        damp, how, warm = _choose_damp(problem, solver, sigma, options)
+            sigma, count = _noise_estimate(problem.y, setup.kernel, weights)
+            # an underestimated noise level is costly (where the residual curve is flat the
+            # damp collapses), an overestimate benign: aim at its upper bound, two standard
+            # errors of a MAD estimate from `count` Gaussian samples above it
+            margin = 1.0 + 2 * MAD_STANDARD_ERROR / math.sqrt(count)
+            messages.append(f"noise std {sigma:.3g} estimated from the data (target "
+                            f"{margin:.3f}x that)")
+        damp, how, warm = _choose_damp(problem, solver, sigma * margin, options)
         messages.append(f"damp {damp:.4g} by {how}")
     else:
         damp = float(damps[index])
         if damp == 0 and solver != "richardson-lucy":
-            _warn_undamped(problem, estimate_noise_std(problem.y, setup.kernel, weights=weights))
+            _warn_undamped(problem, _noise_estimate(problem.y, setup.kernel, weights)[0])
     messages.append(f"solver {solver}")
     maxiter = 1000 if options.maxiter is None else int(options.maxiter)
     start = x0 if x0 is not None else (warm if solver in ("cg", "gmres") else None)
