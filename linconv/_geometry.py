@@ -494,6 +494,13 @@ class Geometry:
 
         numpy.pad is the definition of the boundary rules (and one copy).
         """
+        if self.boundary in ("reflect", "symmetric") and any(
+                max(ax.lo, ax.hi) >= ax.n - 1 for ax in self.axes):
+            # several reflections: numpy < 2.1 pads these wrongly (numpy#25926), so
+            # gather with the geometry's own index map (the same rule, any numpy)
+            for axis, ax in enumerate(self.axes):
+                x = np.take(x, ax.extension_map(self.boundary), axis=axis - self.ndim)
+            return x
         pads = ((0, 0),) * (x.ndim - self.ndim) + self.pads
         return np.pad(x, pads, mode=_NUMPY_PAD[self.boundary])
 
