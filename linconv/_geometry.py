@@ -18,7 +18,9 @@ only (frozen, hashable); backends read from it the boundary index map
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
 import numpy as np
 
 from ._validation import (
@@ -338,11 +340,11 @@ class Geometry:
 
     @property
     def input_size(self) -> int:
-        return int(np.prod(self.input_shape))
+        return math.prod(self.input_shape)
 
     @property
     def output_size(self) -> int:
-        return int(np.prod(self.output_shape))
+        return math.prod(self.output_shape)
 
     @property
     def pads(self) -> tuple[tuple[int, int], ...]:

@@ -115,7 +115,7 @@ class ShapedOperator(LinearOperator, metaclass=_Frozen):
         if batch == 0:
             return np.zeros((0, out_size), dtype=dtype)
         check_memory(self._workspace_bytes(batch, dtype.itemsize, adjoint),
-                     f"applying {self!r} to {batch} input(s)", _APPLY_ADVICE)
+                     lambda: f"applying {self!r} to {batch} input(s)", _APPLY_ADVICE)
         x = np.ascontiguousarray(x, dtype=dtype).reshape((batch,) + tuple(in_shape))
         y = self._backward(x) if adjoint else self._forward(x)
         return y.reshape(batch, out_size)
@@ -208,12 +208,17 @@ class _View(ShapedOperator):
         return _View(self.parent, not self.adjoint, not self.conjugate)
 
     def tosparse(self, format: str = "csr"):
+        format = as_format(format)
         matrix = self.parent.tosparse("csr")
         if self.adjoint:
-            matrix = matrix.T.conj()
+            matrix = matrix.T.conj()  # CSC, no copy of the index arrays
+            if format not in ("csc", "coo"):  # a row-compressed copy: one pointer per row
+                check_memory((matrix.shape[0] + 1) * matrix.indices.itemsize
+                             + matrix.nnz * (matrix.indices.itemsize + matrix.dtype.itemsize),
+                             f"the {format} matrix of the {self!r}")
         if self.conjugate:
             matrix = matrix.conj()
-        return matrix.asformat(as_format(format))
+        return matrix.asformat(format)
 
     def __repr__(self):
         kind = {(True, False): "adjoint", (True, True): "transpose",
@@ -274,10 +279,14 @@ class ConvolutionOperator(GeometryOperator):
     ----------
     input_shape, output_shape : tuple of int
     kernel : ndarray
+        A read-only copy of the kernel given: later changes to the caller's
+        array do not reach the operator.
     geometry : Geometry
         The sizes-only description of the convolution.
     method : str
         The method in use (after "auto" has chosen).
+
+    The operator is immutable: assigning any attribute raises AttributeError.
 
     See Also
     --------
@@ -285,9 +294,18 @@ class ConvolutionOperator(GeometryOperator):
 
     Notes
     -----
-    Applied to data ``x`` the result dtype is ``np.result_type(x, op.dtype)``.
-    ``apply`` takes leading batch axes; ``matvec``/``matmat`` work on
-    flattened (C-order) vectors as for any LinearOperator.
+    Applied to data ``x`` the result dtype is ``np.result_type(x, op.dtype)``,
+    and the computation runs at that precision (float64 data with a float32
+    kernel is float64 throughout; float16 runs in float32, long double in
+    long double).  ``apply`` takes leading batch axes (empty ones too);
+    ``matvec``/``matmat`` work on flattened (C-order) vectors as for any
+    LinearOperator.  Any array numpy accepts is accepted (lists, strided,
+    Fortran-ordered, byte-swapped, read-only and broadcast views).
+
+    Construction is cheap at any size: spectra and matrices are computed on
+    first use (and cached, thread-safely, per compute dtype; pickles stay
+    small).  An application whose buffers cannot fit in the available memory
+    raises MemoryError before allocating.
 
     Examples
     --------

@@ -252,16 +252,18 @@ MATRIX_ADVICE = ("use the matrix-free linconv.ConvolutionOperator (or conv_opera
                  "method='fft' or 'direct') instead")
 
 
-def check_memory(nbytes: int, what: str, advice: str = MATRIX_ADVICE) -> None:
+def check_memory(nbytes: int, what, advice: str = MATRIX_ADVICE) -> None:
     """Refuse an allocation of `nbytes` that exceeds the available memory.
 
     Raises linconv's own MemoryError (the estimate, what is available, what to
-    do) before anything is allocated.
+    do) before anything is allocated.  `what` is a string, or a callable that
+    returns one (formatted only for the message).
     """
     if nbytes < _SMALL:  # not worth reading /proc/meminfo for
         return
     available = available_memory()
     if available is not None and nbytes > available:
+        what = what() if callable(what) else what
         raise MemoryError(
             f"{what} needs about {nbytes / 2**30:.1f} GiB but only "
             f"{available / 2**30:.1f} GiB is available; {advice}"
