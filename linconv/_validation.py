@@ -100,6 +100,8 @@ def as_kernel(kernel, name: str = "kernel") -> np.ndarray:
         raise TypeError(
             f"`{name}` must have an integer, float or complex dtype; got {array.dtype}"
         )
+    if not array.dtype.isnative:  # same values, the machine's byte order (scipy.sparse needs it)
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 0:
         raise ValueError(f"`{name}` must have at least one dimension; got a scalar {kernel!r}")
     if array.size == 0:

@@ -75,6 +75,17 @@ def test_every_layout_gives_the_same_result(case):
         for name, variant in layouts(y):
             np.testing.assert_allclose(op.H.apply(variant), adjoint, rtol=1e-13, atol=1e-13,
                                        err_msg=f"{method} {name} adjoint")
+        # the kernel in every layout too: the same operator and the same matrix
+        matrix = linconv.convolution_matrix(h, case.input_shape, case.mode, **case.options())
+        for name, variant in layouts(h):
+            other = linconv.ConvolutionOperator(variant, case.input_shape, case.mode,
+                                                method=method, **case.options())
+            np.testing.assert_allclose(other.apply(x), plain, rtol=1e-13, atol=1e-13,
+                                       err_msg=f"{method} kernel {name}")
+            A = linconv.convolution_matrix(variant, case.input_shape, case.mode,
+                                           **case.options())
+            assert A.dtype == np.float64 and A.dtype.isnative, name
+            assert abs(A - matrix).max() == 0, name
         # a broadcast (all-zero strides along an axis) input: the oracle on its copy
         row = np.broadcast_to(x[..., :1], x.shape)
         np.testing.assert_allclose(op.apply(row), oracle_convolve(np.array(row), h, case),
