@@ -5,10 +5,16 @@ conjugate transpose ``A^H = P^T C^H S^T`` (``adjoint``) to batches of shape
 ``(B, *input_shape)`` / ``(B, *output_shape)`` already cast to the compute
 dtype.
 
-- "sparse": the CSR matrix and its conjugate transpose, built once.
-- "direct": scipy.ndimage's C correlation on bands of rows, one per core
-  (ndimage releases the GIL); it extends the input itself when it can.
-- "fft": the convolution theorem with the kernel spectrum computed once;
+- "sparse": the CSR matrix (built on first use) and its CSC transpose view.
+- "direct": scipy.ndimage's C correlation on bands of rows, one per worker
+  (ndimage releases the GIL); it extends the input itself when it can.  Data
+  types ndimage lacks (long double) run one numpy multiply-add per tap.
+
+Threads: :func:`get_workers` (linconv's own :func:`set_workers`, else
+scipy.fft's setting, else the CPUs available to the process); the band pool
+is rebuilt in a forked child (``os.register_at_fork``).
+- "fft": the convolution theorem with the kernel spectrum computed on first
+  use, once per compute dtype;
   long 1-D signals use overlap-save blocks (cache-sized transforms).
 
 How "auto" decides (:func:`choose_method`): tiny problems (at most
@@ -101,8 +107,9 @@ def get_workers() -> int:
     """Threads linconv uses for one application (FFTs and the banded direct engine).
 
     In order: the value of an active :func:`linconv.set_workers`, else that of
-    an active :func:`scipy.fft.set_workers`, else every CPU the process may use
-    (affinity mask and cgroup quota, not ``os.cpu_count()``).
+    :func:`scipy.fft.set_workers` once it has been used in this thread, else
+    every CPU the process may use (affinity mask and cgroup quota, not
+    ``os.cpu_count()``).
 
     Examples
     --------
@@ -122,7 +129,11 @@ def get_workers() -> int:
 
 @contextlib.contextmanager
 def set_workers(workers: int):
-    """Context manager for the threads linconv uses in this thread (as :func:`scipy.fft.set_workers`).
+    """Set the threads linconv uses in this thread (a context manager).
+
+    As :func:`scipy.fft.set_workers`, and it takes precedence over it.  Note
+    that scipy keeps its setting after its ``with`` block ends (back to 1 in
+    that thread), and linconv follows it there too.
 
     Parameters
     ----------
@@ -383,7 +394,8 @@ class DirectEngine(_MatrixOnDemand):
     def _taps_forward(self, x):
         g = self.geometry
         xp = g.extend(x)
-        y = np.zeros(x.shape[:1] + g.spatial_output_shape, dtype=np.result_type(x, self.weights_given))
+        y = np.zeros(x.shape[:1] + g.spatial_output_shape,
+                     dtype=np.result_type(x, self.weights_given))
         for w, window in self._taps():
             y += w * xp[window]
         return y
