@@ -10,12 +10,13 @@ dtype.
   (ndimage releases the GIL); it extends the input itself when it can.  Data
   types ndimage lacks (long double) run one numpy multiply-add per tap.
 
+- "fft": the convolution theorem with the kernel spectrum computed on first
+  use, once per compute dtype; long 1-D signals use overlap-save blocks
+  (cache-sized transforms).
+
 Threads: :func:`get_workers` (linconv's own :func:`set_workers`, else
 scipy.fft's setting, else the CPUs available to the process); the band pool
 is rebuilt in a forked child (``os.register_at_fork``).
-- "fft": the convolution theorem with the kernel spectrum computed on first
-  use, once per compute dtype;
-  long 1-D signals use overlap-save blocks (cache-sized transforms).
 
 How "auto" decides (:func:`choose_method`): tiny problems (at most
 ``SPARSE_LIMIT`` stored entries) use "sparse", whose per-call overhead is
