@@ -9,7 +9,6 @@ dtype.
 - "direct": scipy.ndimage's C correlation on bands of rows, one per worker
   (ndimage releases the GIL); it extends the input itself when it can.  Data
   types ndimage lacks (long double) run one numpy multiply-add per tap.
-
 - "fft": the convolution theorem with the kernel spectrum computed on first
   use, once per compute dtype; long 1-D signals use overlap-save blocks
   (cache-sized transforms).
