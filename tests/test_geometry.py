@@ -66,6 +66,9 @@ def test_pattern_coo_matches_dense_definition():
     assert got == expected
 
 
+OLD_NUMPY_PAD = tuple(int(v) for v in np.__version__.split(".")[:2]) < (2, 1)  # numpy#25926
+
+
 def test_extension_index_reads_only_the_positions_asked_for():
     from linconv._geometry import AxisGeometry
     rng = np.random.default_rng(12)
@@ -73,6 +76,8 @@ def test_extension_index_reads_only_the_positions_asked_for():
                            ("symmetric", "symmetric"), ("edge", "edge")):
         for n in (1, 2, 3, 7):
             lo, hi = (int(v) for v in rng.integers(0, 3 * n + 4, 2))
+            if OLD_NUMPY_PAD and mode in ("reflect", "symmetric") and max(lo, hi) >= n - 1:
+                lo, hi = max(n - 2, 0), 0  # numpy < 2.1 pads several reflections wrongly
             kw = {"constant_values": -1} if mode == "constant" else {}
             if mode == "reflect" and n == 1:
                 expected = np.zeros(n + lo + hi, int)
@@ -86,7 +91,7 @@ def test_extension_index_reads_only_the_positions_asked_for():
 
 def test_extend_with_several_reflections_matches_numpy_pad():
     from linconv._geometry import Geometry
-    if tuple(int(v) for v in np.__version__.split(".")[:2]) < (2, 1):
+    if OLD_NUMPY_PAD:
         pytest.skip("numpy < 2.1 pads several reflections wrongly (numpy#25926)")
     x = np.arange(3.0 * 2).reshape(3, 2)
     for boundary in ("reflect", "symmetric"):
