@@ -32,6 +32,11 @@ unfold_matrix            -- the 0/1 matrix of unfold
 dense_to_conv            -- a dense layer as a convolution whose kernel covers the input
 pointwise_conv_weight    -- a 1x1 convolution, whose matrix is kron(W, I)
 
+Threads
+-------
+set_workers          -- context manager for the threads linconv uses (as scipy.fft's)
+get_workers          -- the threads linconv uses now (CPUs available to the process)
+
 Submodules
 ----------
 linconv.fft       -- the convolution theorem: eigenvalues, spectral solves, preconditioners
@@ -55,6 +60,7 @@ array([[-1,  1,  0],
 from . import datasets, fft
 from ._convolve import convolve, correlate
 from ._deconvolve import DeconvolutionResult, deconvolve, estimate_noise_std
+from ._engines import get_workers, set_workers
 from ._geometry import Geometry
 from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operator,
                   conv_transpose_matrix, conv_transpose_operator, dense_to_conv, fold,
@@ -86,7 +92,9 @@ __all__ = [
     "estimate_noise_std",
     "fft",
     "fold",
+    "get_workers",
     "pointwise_conv_weight",
+    "set_workers",
     "unfold",
     "unfold_matrix",
 ]

@@ -5,11 +5,17 @@ conjugate transpose ``A^H = P^T C^H S^T`` (``adjoint``) to batches of shape
 ``(B, *input_shape)`` / ``(B, *output_shape)`` already cast to the compute
 dtype.
 
-- "sparse": the CSR matrix and its conjugate transpose, built once.
-- "direct": scipy.ndimage's C correlation on bands of rows, one per core
-  (ndimage releases the GIL); it extends the input itself when it can.
-- "fft": the convolution theorem with the kernel spectrum computed once;
-  long 1-D signals use overlap-save blocks (cache-sized transforms).
+- "sparse": the CSR matrix (built on first use) and its CSC transpose view.
+- "direct": scipy.ndimage's C correlation on bands of rows, one per worker
+  (ndimage releases the GIL); it extends the input itself when it can.  Data
+  types ndimage lacks (long double) run one numpy multiply-add per tap.
+- "fft": the convolution theorem with the kernel spectrum computed on first
+  use, once per compute dtype; long 1-D signals use overlap-save blocks
+  (cache-sized transforms).
+
+Threads: :func:`get_workers` (linconv's own :func:`set_workers`, else
+scipy.fft's setting, else the CPUs available to the process); the band pool
+is rebuilt in a forked child (``os.register_at_fork``).
 
 How "auto" decides (:func:`choose_method`): tiny problems (at most
 ``SPARSE_LIMIT`` stored entries) use "sparse", whose per-call overhead is
@@ -35,9 +41,12 @@ channels runs "direct".  ``op.plan`` says which engine runs and why.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -49,27 +58,166 @@ from ._plans import STACK_MAX, layer_plan
 from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
-           "GemmEngine", "DepthwiseEngine"]
-
-CORES = os.cpu_count() or 1
+           "GemmEngine", "DepthwiseEngine", "available_cpus", "get_workers", "set_workers"]
 SPARSE_LIMIT = 20_000  # stored entries below which the sparse matrix is fastest
 DIRECT_NS = 0.55       # ns per (tap x output) of ndimage, one core
 FFT_NS = 0.45          # ns per M*log2(M) of a forward+inverse real transform pair
 BAND_MIN = 1 << 16     # outputs per band below which threads do not pay
 
 
+# -- threads: the CPUs this process may use, scipy.fft's setting, linconv's own ---------
+@functools.lru_cache(maxsize=1)
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask and the cgroup CPU quota.
+
+    Read once per process (and again in a forked child).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), None])):
+        try:
+            with open(path) as f:
+                quota, period = parse(f.read())
+            if period is None:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    period = f.read().strip()
+            if quota not in ("max", "-1") and int(period) > 0:
+                cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+            break
+        except (OSError, ValueError):
+            continue
+    return max(cpus, 1)
+
+
+_SETTINGS = threading.local()
+
+
+def _scipy_workers() -> int | None:
+    """The worker count of an active ``scipy.fft.set_workers`` (None outside one).
+
+    scipy keeps it per thread and reports 1 by default, which is not a choice of
+    the user's; its thread-local record tells the two apart.
+    """
+    config = getattr(getattr(sp_fft, "_pocketfft", None), "helper", None)
+    config = getattr(config, "_config", None)
+    if config is not None:
+        return getattr(config, "default_workers", None)
+    workers = sp_fft.get_workers()  # scipy without the record: only a change is visible
+    return workers if workers != 1 else None
+
+
+def get_workers() -> int:
+    """Threads linconv uses for one application (FFTs and the banded direct engine).
+
+    In order: the value of an active :func:`linconv.set_workers`, else that of
+    :func:`scipy.fft.set_workers` once it has been used in this thread, else
+    every CPU the process may use (affinity mask and cgroup quota, not
+    ``os.cpu_count()``).
+
+    Examples
+    --------
+    >>> import linconv
+    >>> with linconv.set_workers(1):
+    ...     linconv.get_workers()
+    1
+    """
+    workers = getattr(_SETTINGS, "workers", None)
+    if workers is None:
+        workers = _scipy_workers()
+    cpus = available_cpus()
+    if workers is None:
+        return cpus
+    return workers if workers > 0 else max(cpus + 1 + workers, 1)
+
+
+@contextlib.contextmanager
+def set_workers(workers: int):
+    """Set the threads linconv uses in this thread (a context manager).
+
+    As :func:`scipy.fft.set_workers`, and it takes precedence over it.  Note
+    that scipy keeps its setting after its ``with`` block ends (back to 1 in
+    that thread), and linconv follows it there too.
+
+    Parameters
+    ----------
+    workers : int
+        A positive count, or negative to count back from the available CPUs
+        (``-1``: all of them), as scipy.fft.
+
+    Examples
+    --------
+    >>> import numpy as np, linconv
+    >>> op = linconv.ConvolutionOperator(np.ones((9, 9)), (256, 256), "same", method="fft")
+    >>> with linconv.set_workers(1):
+    ...     y = op.apply(np.ones((256, 256)))
+    """
+    from ._validation import _index, _is_int
+    if not _is_int(workers) or _index(workers) == 0:
+        raise ValueError(f"`workers` must be a non-zero integer; got {workers!r}")
+    old = getattr(_SETTINGS, "workers", None)
+    _SETTINGS.workers = _index(workers)
+    try:
+        yield
+    finally:
+        _SETTINGS.workers = old
+
+
+_LAZIES: "weakref.WeakSet[_Lazy]" = weakref.WeakSet()
+
+
+class _Lazy:
+    """Per-key results computed on first use, thread-safely; dropped when pickled."""
+
+    def __init__(self, compute):
+        self._compute, self._cache, self._lock = compute, {}, threading.RLock()
+        _LAZIES.add(self)
+
+    def __call__(self, key):
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self._compute(key)
+            return self._cache[key]
+
+    def __getstate__(self):
+        return {"_compute": self._compute}
+
+    def __setstate__(self, state):
+        self.__init__(state["_compute"])
+
+
 class SparseEngine:
-    """The CSR matrix and its conjugate transpose, built once and cached."""
+    """The CSR matrix, built on first use and cached; the adjoint reads its CSC transpose
+    (a view: no index arrays sized by the number of columns)."""
 
     name = "sparse"
 
     def __init__(self, geometry: Geometry, weights: np.ndarray):
         self.geometry = geometry
-        self._matrix = correlation_csr(geometry, weights)
-        self._adjoint = self._matrix.T.conj().tocsr()
+        self.weights_given = weights
+        geometry.check_pattern_memory(len(geometry.active_taps(weights)[1]), weights.itemsize)
+        self._matrices = _Lazy(self._build)
+
+    def _build(self, adjoint: bool):
+        if adjoint:
+            return self._matrices(False).T.conj()
+        return correlation_csr(self.geometry, self.weights_given)
 
     def matrix(self):
-        return self._matrix
+        return self._matrices(False)
+
+    def workspace_bytes(self, batch: int, itemsize: int) -> int:
+        g = self.geometry
+        built = 0 if False in self._matrices._cache else g.pattern_nbytes(
+            len(g.active_taps(self.weights_given)[1]), self.weights_given.itemsize)
+        copies = 1 if batch == 1 else 2  # a batch is transposed through the product
+        return built + copies * batch * (g.input_size + g.output_size) * itemsize
 
     @staticmethod
     def _apply(matrix, x, out_shape):
@@ -79,10 +227,10 @@ class SparseEngine:
         return np.asarray(y).reshape((batch,) + out_shape)
 
     def forward(self, x):
-        return self._apply(self._matrix, x, self.geometry.output_shape)
+        return self._apply(self._matrices(False), x, self.geometry.output_shape)
 
     def adjoint(self, y):
-        return self._apply(self._adjoint, y, self.geometry.input_shape)
+        return self._apply(self._matrices(True), y, self.geometry.input_shape)
 
 
 class _MatrixOnDemand:
@@ -93,6 +241,13 @@ class _MatrixOnDemand:
 
     def matrix(self):
         return correlation_csr(self.geometry, self.weights_given)
+
+    def workspace_bytes(self, batch: int, itemsize: int) -> int:
+        """Estimated peak bytes of one application to `batch` inputs."""
+        g = self.geometry
+        ch = g.channels
+        c = max(ch.in_channels, ch.out_channels) if ch else 1
+        return 3 * batch * c * math.prod(g.padded_shape) * itemsize
 
 
 def _split_complex(apply):
@@ -109,12 +264,28 @@ _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
 
 
-def _pool() -> ThreadPoolExecutor:
+def _pool(workers: int) -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(CORES, thread_name_prefix="linconv")
+        if _POOL is None or _POOL._max_workers < workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="linconv")
         return _POOL
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has the pool's threads and lock state but not its threads: start over."""
+    global _POOL, _POOL_LOCK
+    _POOL_LOCK = threading.Lock()
+    _POOL = None
+    available_cpus.cache_clear()
+    for lazy in list(_LAZIES):  # a lock held by a parent's thread would never be released
+        lazy._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _ndimage_correlate(x, weights, leads, out_shape, mode):
@@ -132,7 +303,8 @@ def _ndimage_correlate(x, weights, leads, out_shape, mode):
     origin = [0] + [lead - span // 2 for lead, span in zip(leads, spans)]
     crop = (slice(None),) + tuple(slice(0, n) for n in out_shape)
     rows, span, lead = x.shape[1], spans[0], leads[0]
-    bands = min(CORES, x.size // BAND_MIN, rows // (2 * span))
+    workers = get_workers()
+    bands = min(workers, x.size // BAND_MIN, rows // (2 * span))
     if bands <= 1:
         return ndimage.correlate(x, weights, mode=mode, cval=0.0, origin=origin)[crop]
 
@@ -141,7 +313,7 @@ def _ndimage_correlate(x, weights, leads, out_shape, mode):
     # across a band seam (or, for "grid-wrap", across the image edge) are redone.
     out = np.empty(x.shape, dtype=np.result_type(x, weights))
     edges = np.linspace(0, rows, bands + 1).astype(int)
-    jobs = [_pool().submit(ndimage.correlate, x[:, r0:r1], weights, mode=mode, cval=0.0,
+    jobs = [_pool(workers).submit(ndimage.correlate, x[:, r0:r1], weights, mode=mode, cval=0.0,
                            origin=origin, output=out[:, r0:r1])
             for r0, r1 in zip(edges[:-1], edges[1:])]
     for job in jobs:
@@ -187,6 +359,8 @@ class DirectEngine(_MatrixOnDemand):
 
     def forward(self, x):
         g = self.geometry
+        if x.dtype.char not in _NDIMAGE_DTYPES:
+            return self._taps_forward(x)
         if self.native:
             y1 = _ndimage_correlate(x, self.weights, [ax.lo for ax in g.axes], g.sampled_shape,
                                     _NDIMAGE_MODE[g.boundary])
@@ -199,6 +373,8 @@ class DirectEngine(_MatrixOnDemand):
         # C^H (full correlation with the flipped conjugate kernel) on the input's
         # window of the padded domain, plus the thin frame slabs folded back (P^T).
         g = self.geometry
+        if y.dtype.char not in _NDIMAGE_DTYPES:
+            return self._taps_adjoint(y)
         if any(ax.stride > 1 for ax in g.axes):
             y = g.upsample(y, g.sampled_shape)
         result = None
@@ -211,6 +387,35 @@ class DirectEngine(_MatrixOnDemand):
             window = g.extend_adjoint(window, axes=range(axis + 1, g.ndim))
             np.add.at(np.moveaxis(result, axis + 1, 0), targets, np.moveaxis(window, axis + 1, 0))
         return result
+
+
+    # numpy, one vectorised multiply-add per non-zero tap: any dtype numpy has
+    # (long double included, which scipy.ndimage does not take)
+    def _taps(self):
+        flat = self.weights_given.reshape(-1)
+        for t, window in enumerate(self.geometry.tap_slices()):
+            if flat[t] != 0:
+                yield flat[t], window
+
+    def _taps_forward(self, x):
+        g = self.geometry
+        xp = g.extend(x)
+        y = np.zeros(x.shape[:1] + g.spatial_output_shape,
+                     dtype=np.result_type(x, self.weights_given))
+        for w, window in self._taps():
+            y += w * xp[window]
+        return y
+
+    def _taps_adjoint(self, y):
+        g = self.geometry
+        xp = np.zeros(y.shape[:1] + g.padded_shape, dtype=np.result_type(y, self.weights_given))
+        for w, window in self._taps():
+            xp[window] += np.conj(w) * y
+        return g.extend_adjoint(xp)
+
+
+# ndimage's C loops take these (not float16, long double or complex long double)
+_NDIMAGE_DTYPES = set(np.typecodes["AllInteger"] + "fdFD")
 
 
 # -- fft ---------------------------------------------------------------------------
@@ -232,7 +437,8 @@ class _Transform:
     def of_kernel(cls, kernel_circular: np.ndarray, shape, real: bool,
                   groups: int = 0) -> "_Transform":
         forward = sp_fft.rfftn if real else sp_fft.fftn
-        spectrum = forward(kernel_circular, axes=tuple(range(-len(shape), 0)), workers=-1)
+        spectrum = forward(kernel_circular, axes=tuple(range(-len(shape), 0)),
+                           workers=get_workers())
         return cls(spectrum, tuple(shape), real, groups)
 
     def conjugate(self) -> "_Transform":
@@ -252,12 +458,13 @@ class _Transform:
         return Y.reshape(Y.shape[:1] + (-1,) + Y.shape[3:])
 
     def __call__(self, x):
+        workers = get_workers()
         if self.real:
-            X = sp_fft.rfftn(x, s=self.shape, axes=self.axes, workers=-1)
-            return sp_fft.irfftn(self._mix(X), s=self.shape, axes=self.axes, workers=-1)
-        X = sp_fft.fftn(x, s=self.shape, axes=self.axes, workers=-1)
+            X = sp_fft.rfftn(x, s=self.shape, axes=self.axes, workers=workers)
+            return sp_fft.irfftn(self._mix(X), s=self.shape, axes=self.axes, workers=workers)
+        X = sp_fft.fftn(x, s=self.shape, axes=self.axes, workers=workers)
         return sp_fft.ifftn(self._mix(X), s=self.shape, axes=self.axes, overwrite_x=True,
-                            workers=-1)
+                            workers=workers)
 
 
 def _ols_block(geometry: Geometry, real: bool) -> int:
@@ -295,7 +502,7 @@ class _OverlapSave:
 
 
 class FFTEngine(_MatrixOnDemand):
-    """The convolution theorem with the kernel spectrum computed once.
+    """The convolution theorem with the kernel spectrum computed on first use.
 
     Whole-signal transforms of length ``next_fast_len(padded_length)``: long
     enough that the circular correlation equals the linear one on every output
@@ -304,6 +511,10 @@ class FFTEngine(_MatrixOnDemand):
     The adjoint runs the factors in reverse: zero insertion (``S^T``), the
     conjugate spectrum, and the fold (``P^T``).  Long 1-D signals with short
     kernels use overlap-save blocks instead.
+
+    Spectra are computed per compute dtype (float64 data with a float32 kernel
+    uses a float64 spectrum of the same kernel), once, on first use, under a
+    lock; construction only records the sizes.
     """
 
     name = "fft"
@@ -314,47 +525,64 @@ class FFTEngine(_MatrixOnDemand):
         self.real_kernel = real = weights.dtype.kind != "c"
         self.zero = geometry.boundary == "zero"
         self.block = _ols_block(geometry, real)
+        self.shape = tuple(sp_fft.next_fast_len(n, real=real) for n in geometry.padded_shape)
+        self._plans = _Lazy(self._plan)
+
+    def _plan(self, dtype):
+        """(forward, adjoint) transforms with the kernel spectrum in `dtype`'s precision."""
+        g = self.geometry
+        weights = self.weights_given.astype(dtype, copy=False)
         if self.block:
-            dilated = geometry.dilate(weights)
-            self.ols_forward = _OverlapSave(dilated, self.block, real)
-            self.ols_adjoint = _OverlapSave(np.flip(dilated).conj(), self.block, real)
-            return
-        shape = tuple(sp_fft.next_fast_len(n, real=real) for n in geometry.padded_shape)
-        offsets = tuple(lo for lo, _ in geometry.pads) if self.zero else (0,) * geometry.ndim
-        groups = geometry.channels.groups if geometry.channels else 0
-        self.transform = _Transform.of_kernel(geometry.circular_kernel(weights, shape, offsets),
-                                              shape, real, groups)
-        self.adjoint_transform = self.transform.conjugate()
+            dilated = g.dilate(weights)
+            return (_OverlapSave(dilated, self.block, self.real_kernel),
+                    _OverlapSave(np.flip(dilated).conj(), self.block, self.real_kernel))
+        offsets = tuple(lo for lo, _ in g.pads) if self.zero else (0,) * g.ndim
+        groups = g.channels.groups if g.channels else 0
+        transform = _Transform.of_kernel(g.circular_kernel(weights, self.shape, offsets),
+                                         self.shape, self.real_kernel, groups)
+        return transform, transform.conjugate()
+
+    def _plans_for(self, x):
+        return self._plans(np.result_type(x.dtype, self.weights_given.dtype))
+
+    def workspace_bytes(self, batch: int, itemsize: int) -> int:
+        g = self.geometry
+        ch = g.channels
+        if self.block:
+            size = self.block * _OverlapSave.blocks(g.axes[0].sampled_length, self.block,
+                                                    g.axes[0].span)
+        else:
+            size = math.prod(self.shape)
+        per_item = (ch.in_channels + ch.out_channels) if ch else 2
+        spectrum = size * (ch.out_channels * ch.in_per_group if ch else 1)
+        return 2 * itemsize * (spectrum + 2 * batch * per_item * size) + \
+            super().workspace_bytes(batch, itemsize)
 
     @_split_complex
     def forward(self, x):
         g = self.geometry
+        transform = self._plans_for(x)[0]
         if self.block:
-            ax = g.axes[0]
-            return g.subsample(self.ols_forward(g.extend(x), ax.sampled_length))
-        return g.subsample(self.transform(x if self.zero else g.extend(x)))
+            return g.subsample(transform(g.extend(x), g.axes[0].sampled_length))
+        return g.subsample(transform(x if self.zero else g.extend(x)))
 
     @_split_complex
     def adjoint(self, y):
         g = self.geometry
+        transform = self._plans_for(y)[1]
         if any(ax.stride > 1 for ax in g.axes):
             y = g.upsample(y, g.sampled_shape)
         crop = g.spatial_input_shape if self.zero else g.padded_shape
         if self.block:
             lead = g.full_correlation_leads([g.axes[0].lo if self.zero else 0])
             z, _ = align_leads(y, lead, [g.axes[0].span], [crop[0]], zero_lead=True)
-            r = self.ols_adjoint(z, crop[0])
+            r = transform(z, crop[0])
         else:
-            r = self.adjoint_transform(y)[(Ellipsis,) + tuple(slice(0, n) for n in crop)]
+            r = transform(y)[(Ellipsis,) + tuple(slice(0, n) for n in crop)]
         return r if self.zero else g.extend_adjoint(r)
 
 
 # -- channels: the layer engines, executing a LayerPlan (linconv._plans) -------------
-def _layer_workers() -> int:
-    """Threads of the shared pool (the depthwise engine's blocks run on them)."""
-    return _pool()._max_workers
-
-
 def _place(plan, x, grids) -> None:
     """``P`` then the phase split: write `x` (``(*lead, *spatial)``, extended first when the
     plan says so) onto the zeroed phase grids ``(phases, *lead, *grid)``."""
@@ -559,12 +787,12 @@ class DepthwiseEngine(_LayerEngine):
                         np.multiply(view, w, out=scratch)
                         o += scratch
 
-        workers = min(_layer_workers(), len(jobs))
+        workers = min(get_workers(), len(jobs))
         if workers <= 1:
             work(jobs)
             return
         edges = np.linspace(0, len(jobs), workers + 1).astype(int)
-        futures = [_pool().submit(work, jobs[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        futures = [_pool(workers).submit(work, jobs[a:b]) for a, b in zip(edges[:-1], edges[1:])]
         for future in futures:
             future.result()
 
@@ -668,7 +896,7 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
     factor = 1 if real else 2
     if ch is None:
         outputs = math.prod(max(ax.sampled_length, ax.n) for ax in geometry.axes)
-        direct = DIRECT_NS * taps * outputs / min(CORES, max(1, outputs // BAND_MIN))
+        direct = DIRECT_NS * taps * outputs / min(get_workers(), max(1, outputs // BAND_MIN))
         fft = FFT_NS * size * log
     else:  # transforms of every channel plus the per-frequency channel mixing
         macs = ch.out_channels * ch.in_per_group

@@ -18,7 +18,9 @@ only (frozen, hashable); backends read from it the boundary index map
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
 import numpy as np
 
 from ._validation import (
@@ -78,8 +80,12 @@ class AxisGeometry:
         Equals ``np.pad(np.arange(n), (lo, hi), mode)`` (with a ``-1`` fill for
         "zero"), pads wider than ``n`` included.
         """
+        return self.extension_index(np.arange(self.padded_length), boundary)
+
+    def extension_index(self, positions: np.ndarray, boundary: str) -> np.ndarray:
+        """:meth:`extension_map` at the given padded `positions` only (sized by what is read)."""
         n = self.n
-        p = np.arange(-self.lo, n + self.hi)
+        p = np.asarray(positions, dtype=np.int64) - self.lo
         if boundary == "zero":
             return np.where((p >= 0) & (p < n), p, -1)
         if boundary == "edge":
@@ -98,13 +104,13 @@ class AxisGeometry:
 
     def tap_positions(self) -> np.ndarray:
         """Padded-signal position ``i*s + j*d`` of tap ``j`` for output ``i``; shape (n_out, k)."""
-        i = np.arange(self.n_out)[:, None]
-        j = np.arange(self.k)[None, :]
+        i = np.arange(self.n_out, dtype=np.int64)[:, None]
+        j = np.arange(self.k, dtype=np.int64)[None, :]
         return i * self.stride + j * self.dilation
 
     def columns(self, boundary: str) -> np.ndarray:
         """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (n_out, k)."""
-        return self.extension_map(boundary)[self.tap_positions()]
+        return self.extension_index(self.tap_positions(), boundary)
 
 
 class Pattern:
@@ -187,13 +193,15 @@ class Geometry:
     @classmethod
     def from_args(cls, kernel_shape, input_shape, mode="full", boundary="zero",
                   stride=1, dilation=1, *, channels: Channels | None = None,
-                  same_anchor: str = "scipy") -> "Geometry":
+                  same_anchor: str = "scipy", name: str = "mode") -> "Geometry":
         """Validate the public arguments and build the geometry.
 
         `kernel_shape` and `input_shape` are spatial.  `mode` is "full", "same",
         "valid", or explicit padding (see :func:`linconv.convolution_matrix`).
         "same" pads ``(span // 2, (span - 1) // 2)`` (scipy's anchor) or, with
-        ``same_anchor="torch"``, ``((span - 1) // 2, span // 2)``.
+        ``same_anchor="torch"``, ``((span - 1) // 2, span // 2)``.  `name` is the
+        caller's word for the padding argument (``"mode"`` for signals,
+        ``"padding"`` for layers), used in error messages.
         """
         input_shape = as_shape(input_shape)
         kernel_shape = tuple(kernel_shape)
@@ -221,21 +229,32 @@ class Geometry:
                     f"`mode` must be 'full', 'same', 'valid' or explicit padding; got {mode!r}"
                 )
         else:
-            pads = as_padding(mode, ndim)
+            pads = as_padding(mode, ndim, name)
         geometry = cls(
             tuple(AxisGeometry(n, k, s, d, lo, hi) for n, k, s, d, (lo, hi)
                   in zip(input_shape, kernel_shape, strides, dilations, pads)),
             boundary, channels,
         )
+        advice = ("use mode='full' or 'same', or more padding" if name == "mode" else
+                  "use padding='same' or more `padding`, or a smaller kernel or dilation")
         for axis, ax in enumerate(geometry.axes):
             if ax.n_out < 1:
                 raise ValueError(
                     f"the output would be empty along axis {axis}: the padded input "
                     f"(length {ax.n} + {ax.lo} + {ax.hi}) is shorter than the dilated kernel "
-                    f"(span {ax.span}); use mode='full' or 'same', or more padding "
-                    f"(got `mode`={mode!r})"
+                    f"(span {ax.span}); {advice} (got `{name}`={mode!r})"
                 )
         return geometry
+
+    @staticmethod
+    def tensorflow_same_pads(kernel_shape, input_shape, strides, dilations):
+        """TensorFlow/Keras ``padding="SAME"``: ``ceil(n / s)`` outputs per axis, the total
+        padding ``max((n_out - 1) * s + span - n, 0)`` split with the odd sample at the end."""
+        pads = []
+        for k, n, s, d in zip(kernel_shape, input_shape, strides, dilations):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
 
     @classmethod
     def from_output(cls, kernel_shape, output_shape, mode="same", boundary="zero",
@@ -321,11 +340,11 @@ class Geometry:
 
     @property
     def input_size(self) -> int:
-        return int(np.prod(self.input_shape))
+        return math.prod(self.input_shape)
 
     @property
     def output_size(self) -> int:
-        return int(np.prod(self.output_shape))
+        return math.prod(self.output_shape)
 
     @property
     def pads(self) -> tuple[tuple[int, int], ...]:
@@ -358,6 +377,28 @@ class Geometry:
         ch = self.channels or Channels(1, 1)
         return self.output_size * ch.in_per_group * ntaps
 
+    def _index_dtype(self, ntaps: int) -> type:
+        ch = self.channels or Channels(1, 1)
+        return index_dtype(self.input_size, self.output_size, self.pattern_bound(ntaps),
+                           ch.out_channels * ch.in_per_group * int(np.prod(self.kernel_shape)))
+
+    def pattern_nbytes(self, ntaps: int | None = None, itemsize: int = 8) -> int:
+        """Estimated peak bytes of building the sparse matrix (pattern and values).
+
+        Broadcast columns and the validity mask, then the compressed copies and
+        the values, plus the row pointer: computed from sizes alone, so a
+        refusal costs nothing.
+        """
+        ntaps = int(np.prod(self.kernel_shape)) if ntaps is None else ntaps
+        bound = self.pattern_bound(ntaps)
+        isize = np.dtype(self._index_dtype(ntaps)).itemsize
+        return bound * (3 * isize + itemsize + 1) + (self.output_size + 1) * isize
+
+    def check_pattern_memory(self, ntaps: int | None = None, itemsize: int = 8,
+                             what: str = "the sparse matrix") -> None:
+        """MemoryError (before allocating) when the sparse matrix cannot fit in memory."""
+        check_memory(self.pattern_nbytes(ntaps, itemsize), what)
+
     def pattern(self, taps: np.ndarray | None = None, *, itemsize: int = 8,
                 what: str = "the sparse matrix") -> Pattern:
         """The CSR pattern of the correlation matrix, built in O(nnz) with index arithmetic.
@@ -379,12 +420,8 @@ class Geometry:
         ch = self.channels or Channels(1, 1)
         c_out, c_in_g = ch.out_channels, ch.in_per_group
         spatial_in = int(np.prod(self.spatial_input_shape))
-        bound = self.pattern_bound(n_taps)
-        idx = index_dtype(self.input_size, self.output_size, bound,
-                          c_out * c_in_g * ntaps_total)
-        isize = np.dtype(idx).itemsize
-        # peak: broadcast columns + mask, then the compressed copies and values
-        check_memory(bound * (3 * isize + itemsize + 1), what)
+        idx = self._index_dtype(n_taps)
+        self.check_pattern_memory(n_taps, itemsize, what)
 
         ndim = self.ndim
         tap_coords = np.unravel_index(taps, self.kernel_shape)
@@ -459,6 +496,13 @@ class Geometry:
 
         numpy.pad is the definition of the boundary rules (and one copy).
         """
+        if self.boundary in ("reflect", "symmetric") and any(
+                max(ax.lo, ax.hi) >= ax.n - 1 for ax in self.axes):
+            # several reflections: numpy < 2.1 pads these wrongly (numpy#25926), so
+            # gather with the geometry's own index map (the same rule, any numpy)
+            for axis, ax in enumerate(self.axes):
+                x = np.take(x, ax.extension_map(self.boundary), axis=axis - self.ndim)
+            return x
         pads = ((0, 0),) * (x.ndim - self.ndim) + self.pads
         return np.pad(x, pads, mode=_NUMPY_PAD[self.boundary])
 
@@ -476,7 +520,7 @@ class Geometry:
             inside = moved[ax.lo:ax.lo + ax.n]
             if self.boundary != "zero" and (ax.lo or ax.hi):
                 outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
-                np.add.at(inside, ax.extension_map(self.boundary)[outside], moved[outside])
+                np.add.at(inside, ax.extension_index(outside, self.boundary), moved[outside])
             out = np.moveaxis(inside, 0, axis - self.ndim)
         return out
 
@@ -501,7 +545,7 @@ class Geometry:
                     shape = list(self.spatial_input_shape[:a]) + [stop - start] + list(
                         self.padded_shape[a + 1:])
                     yield a, tuple(starts), tuple(shape), \
-                        ax.extension_map(self.boundary)[start:stop]
+                        ax.extension_index(np.arange(start, stop), self.boundary)
 
     def full_correlation_leads(self, starts) -> list[int]:
         """Leads of ``C^H`` (full correlation, flipped kernel) for a padded window at `starts`."""

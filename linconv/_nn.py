@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._geometry import Channels, Geometry
-from ._operator import GeometryOperator, _View, operator_dtype
+from ._operator import GeometryOperator, _View, frozen_copy, operator_dtype
 from ._validation import (as_array, as_format, as_int_tuple, as_kernel, as_method, as_padding,
                           as_shape, check_memory, _is_int)
 
@@ -78,16 +78,23 @@ def _conv_geometry(weight, input_shape, stride, padding, dilation, groups, paddi
     boundary = _as_padding_mode(padding_mode)
     nd = len(spatial)
     if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            raise ValueError(f"`padding` must be 'same', 'valid', an int or a per-axis "
-                             f"sequence; got {padding!r}")
-        if padding == "same" and any(s != 1 for s in as_int_tuple(stride, nd, "stride")):
+        if padding not in ("same", "valid", "SAME", "VALID"):
+            raise ValueError(f"`padding` must be 'same', 'valid' (torch), 'SAME', 'VALID' "
+                             f"(TensorFlow), an int or a per-axis sequence; got {padding!r}")
+        strides = as_int_tuple(stride, nd, "stride")
+        if padding == "same" and any(s != 1 for s in strides):
             raise ValueError(f"`padding`='same' is not supported with `stride` {stride!r} "
-                             "(as torch); use explicit padding")
+                             "(as torch); use explicit padding, or 'SAME' for TensorFlow's "
+                             "rule (ceil(n / stride) outputs)")
+        if padding == "SAME":
+            padding = Geometry.tensorflow_same_pads(weight.shape[2:], spatial, strides,
+                                                    as_int_tuple(dilation, nd, "dilation"))
+        elif padding == "VALID":
+            padding = "valid"
     else:
         padding = as_padding(padding, nd, "padding")
     geometry = Geometry.from_args(weight.shape[2:], spatial, padding, boundary, stride, dilation,
-                                  channels=channels, same_anchor="torch")
+                                  channels=channels, same_anchor="torch", name="padding")
     return weight, geometry
 
 
@@ -119,7 +126,7 @@ class ConvOperator(GeometryOperator):
     """
 
     def __init__(self, weight, geometry: Geometry, method: str, dtype=None):
-        self.weight = weight
+        self.weight = weight = frozen_copy(weight)
         super().__init__(geometry, weight, as_method(method), operator_dtype(weight, dtype))
 
     def __repr__(self):
@@ -284,7 +291,7 @@ def _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd=Non
     if isinstance(padding, str):
         raise ValueError(f"`padding` must be an int or a per-axis sequence; got {padding!r}")
     pads = as_padding(padding, nd, "padding")
-    return Geometry.from_args(kernel, spatial, pads, "zero", stride, dilation)
+    return Geometry.from_args(kernel, spatial, pads, "zero", stride, dilation, name="padding")
 
 
 def _batched(x, nd, name):
@@ -332,7 +339,8 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
     windows = g.windows(g.extend(xb))  # (N, C, *out, *k)
     n, c = xb.shape[:2]
     order = [0, 1] + list(range(2 + nd, 2 + 2 * nd)) + list(range(2, 2 + nd))
-    cols = windows.transpose(order).reshape(n, c * math.prod(g.kernel_shape), -1)
+    cols = windows.transpose(order).reshape(n, c * math.prod(g.kernel_shape),
+                                            math.prod(g.spatial_output_shape))
     return cols[0] if single else cols
 
 
@@ -351,7 +359,11 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1):
             [1., 2., 1.]]])
     """
     nd = len(kernel_size) if not _is_int(kernel_size) else 2
-    output_size = (output_size,) * nd if _is_int(output_size) else tuple(output_size)
+    output_size = as_shape((output_size,) * nd if _is_int(output_size) else output_size,
+                           "output_size")
+    if len(output_size) != nd:
+        raise ValueError(f"`output_size` must have one entry per spatial axis of `kernel_size` "
+                         f"{kernel_size!r} ({nd}); got {output_size}")
     cb, single = _batched(cols, 1, "cols")
     n, rows, length = cb.shape
     taps = math.prod((kernel_size,) * nd if _is_int(kernel_size) else kernel_size)
@@ -389,8 +401,10 @@ def unfold_matrix(input_shape, kernel_size, *, dilation=1, padding=0, stride=1, 
     nd = len(kernel_size) if not _is_int(kernel_size) else 2
     g = _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd)
     channels = input_shape[0]
+    # rows, columns (int64) and values, then the CSR copy: refused from sizes alone
+    check_memory(g.pattern_nbytes(itemsize=1) + g.pattern_bound() * channels * 34,
+                 "the unfold matrix")
     pattern = g.pattern(itemsize=1)
-    check_memory(pattern.nnz * channels * 17, "the unfold matrix")
     taps = math.prod(g.kernel_shape)
     windows = math.prod(g.spatial_output_shape)
     spatial = math.prod(g.spatial_input_shape)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
@@ -9,9 +11,29 @@ from scipy.sparse.linalg import LinearOperator
 from ._engines import make_engine
 from ._geometry import Geometry
 from ._sparse import correlation_weights
-from ._validation import as_array, as_format, as_kernel, as_method
+from ._validation import as_array, as_format, as_kernel, as_method, check_memory
 
 __all__ = ["ShapedOperator", "GeometryOperator", "ConvolutionOperator", "operator_dtype"]
+
+
+def frozen_copy(array: np.ndarray) -> np.ndarray:
+    """A read-only private copy: an operator never sees later changes to the caller's array."""
+    array = np.array(array, copy=True)
+    array.flags.writeable = False
+    return array
+
+
+_APPLY_ADVICE = ("apply it to smaller batches, or to a dask array (linconv applies "
+                 "operators to dask arrays chunk by chunk)")
+
+
+class _Frozen(type(LinearOperator)):
+    """Operators are immutable: attributes are fixed once the constructor returns."""
+
+    def __call__(cls, *args, **kwargs):
+        obj = super().__call__(*args, **kwargs)
+        object.__setattr__(obj, "_frozen", True)
+        return obj
 
 
 def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
@@ -32,13 +54,27 @@ def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
     return dtype
 
 
-class ShapedOperator(LinearOperator):
+class ShapedOperator(LinearOperator, metaclass=_Frozen):
     """A LinearOperator between N-D arrays, with exact transpose and adjoint.
 
     Subclasses implement ``_forward(x)`` and ``_backward(y)`` on batches
-    ``x`` of shape ``(B, *input_shape)`` (already cast to the compute dtype)
-    and ``tosparse()``.
+    ``x`` of shape ``(B, *input_shape)`` (already cast to the compute dtype,
+    C-contiguous, at least one) and ``tosparse()``.  Instances are immutable:
+    assigning or deleting an attribute after construction is an AttributeError.
     """
+
+    _frozen = False
+
+    def __setattr__(self, name, value):
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r} "
+                                 "(build a new operator instead)")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+        super().__delattr__(name)
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
@@ -62,11 +98,27 @@ class ShapedOperator(LinearOperator):
     def _result_dtype(self, x: np.ndarray) -> np.dtype:
         return np.result_type(x.dtype, self.dtype)
 
+    def _workspace_bytes(self, batch: int, itemsize: int, adjoint: bool) -> int:
+        """Estimated peak bytes of one application (subclasses refine it)."""
+        return 3 * batch * (self.shape[0] + self.shape[1]) * itemsize
+
     def _run(self, x: np.ndarray, in_shape, adjoint: bool) -> np.ndarray:
-        """Apply to ``x`` of shape ``(B, prod(in_shape))``; returns ``(B, prod(out))``."""
-        x = x.astype(self._result_dtype(x), copy=False).reshape((-1,) + tuple(in_shape))
+        """Apply to ``x`` of shape ``(B, prod(in_shape))``; returns ``(B, prod(out))``.
+
+        Computes at ``result_type(x, dtype)`` on a C-contiguous copy where the
+        layout needs one (broadcast, strided, Fortran or byte-swapped views), and
+        refuses an application whose buffers cannot fit in memory.
+        """
+        dtype = self._result_dtype(x)
+        batch = x.shape[0]
+        out_size = self.shape[1] if adjoint else self.shape[0]
+        if batch == 0:
+            return np.zeros((0, out_size), dtype=dtype)
+        check_memory(self._workspace_bytes(batch, dtype.itemsize, adjoint),
+                     lambda: f"applying {self!r} to {batch} input(s)", _APPLY_ADVICE)
+        x = np.ascontiguousarray(x, dtype=dtype).reshape((batch,) + tuple(in_shape))
         y = self._backward(x) if adjoint else self._forward(x)
-        return y.reshape(len(x), -1)
+        return y.reshape(batch, out_size)
 
     def _matvec(self, x):
         return self._run(np.asarray(x).reshape(1, -1), self.input_shape, False)[0]
@@ -93,7 +145,7 @@ class ShapedOperator(LinearOperator):
                 f"got {x.shape}"
             )
         batch = x.shape[: x.ndim - nd]
-        y = self._run(x.reshape((-1,) + self.input_shape), self.input_shape, False)
+        y = self._run(x.reshape((math.prod(batch), self.shape[1])), self.input_shape, False)
         return y.reshape(batch + self.output_shape)
 
     def toarray(self) -> np.ndarray:
@@ -129,6 +181,9 @@ class _View(ShapedOperator):
             shapes = shapes[::-1]
         super().__init__(parent.dtype, *shapes)
 
+    def _workspace_bytes(self, batch, itemsize, adjoint):
+        return self.parent._workspace_bytes(batch, itemsize, adjoint != self.adjoint)
+
     def _apply_parent(self, x, adjoint):
         conj = self.conjugate and self.dtype.kind == "c"
         if conj:
@@ -153,12 +208,17 @@ class _View(ShapedOperator):
         return _View(self.parent, not self.adjoint, not self.conjugate)
 
     def tosparse(self, format: str = "csr"):
+        format = as_format(format)
         matrix = self.parent.tosparse("csr")
         if self.adjoint:
-            matrix = matrix.T.conj()
+            matrix = matrix.T.conj()  # CSC, no copy of the index arrays
+            if format not in ("csc", "coo"):  # a row-compressed copy: one pointer per row
+                check_memory((matrix.shape[0] + 1) * matrix.indices.itemsize
+                             + matrix.nnz * (matrix.indices.itemsize + matrix.dtype.itemsize),
+                             f"the {format} matrix of the {self!r}")
         if self.conjugate:
             matrix = matrix.conj()
-        return matrix.asformat(as_format(format))
+        return matrix.asformat(format)
 
     def __repr__(self):
         kind = {(True, False): "adjoint", (True, True): "transpose",
@@ -180,6 +240,9 @@ class GeometryOperator(ShapedOperator):
     def plan(self):
         """How the engine runs this operator and why (None for engines without a plan)."""
         return getattr(self._engine, "plan", None)
+
+    def _workspace_bytes(self, batch, itemsize, adjoint):
+        return self._engine.workspace_bytes(batch, itemsize)
 
     def _forward(self, x):
         return self._engine.forward(x)
@@ -221,10 +284,14 @@ class ConvolutionOperator(GeometryOperator):
     ----------
     input_shape, output_shape : tuple of int
     kernel : ndarray
+        A read-only copy of the kernel given: later changes to the caller's
+        array do not reach the operator.
     geometry : Geometry
         The sizes-only description of the convolution.
     method : str
         The method in use (after "auto" has chosen).
+
+    The operator is immutable: assigning any attribute raises AttributeError.
 
     See Also
     --------
@@ -232,9 +299,18 @@ class ConvolutionOperator(GeometryOperator):
 
     Notes
     -----
-    Applied to data ``x`` the result dtype is ``np.result_type(x, op.dtype)``.
-    ``apply`` takes leading batch axes; ``matvec``/``matmat`` work on
-    flattened (C-order) vectors as for any LinearOperator.
+    Applied to data ``x`` the result dtype is ``np.result_type(x, op.dtype)``,
+    and the computation runs at that precision (float64 data with a float32
+    kernel is float64 throughout; float16 runs in float32, long double in
+    long double).  ``apply`` takes leading batch axes (empty ones too);
+    ``matvec``/``matmat`` work on flattened (C-order) vectors as for any
+    LinearOperator.  Any array numpy accepts is accepted (lists, strided,
+    Fortran-ordered, byte-swapped, read-only and broadcast views).
+
+    Construction is cheap at any size: spectra and matrices are computed on
+    first use (and cached, thread-safely, per compute dtype; pickles stay
+    small).  An application whose buffers cannot fit in the available memory
+    raises MemoryError before allocating.
 
     Examples
     --------
@@ -260,7 +336,7 @@ class ConvolutionOperator(GeometryOperator):
 
     def __init__(self, kernel, input_shape, mode="full", *, boundary="zero", stride=1,
                  dilation=1, correlate=False, method="auto", dtype=None):
-        kernel = as_kernel(kernel)
+        kernel = frozen_copy(as_kernel(kernel))
         method = as_method(method)
         geometry = Geometry.from_args(kernel.shape, input_shape, mode, boundary, stride, dilation)
         dtype = operator_dtype(kernel, dtype)

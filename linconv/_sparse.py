@@ -20,8 +20,11 @@ def correlation_csr(geometry: Geometry, weights: np.ndarray) -> sp.csr_array:
     """CSR matrix of the correlation with `weights` (values exact, zeros not stored).
 
     `weights` has the kernel's shape, or ``(C_out, C_in // groups, *kernel)``
-    for a geometry with channels.
+    for a geometry with channels.  The matrix keeps their dtype (float16,
+    which scipy.sparse cannot store, becomes float32, exactly).
     """
+    if weights.dtype == np.float16:  # scipy.sparse cannot store float16: exact in float32
+        weights = weights.astype(np.float32)
     per_tap, taps = geometry.active_taps(weights)
     pattern = geometry.pattern(taps, itemsize=weights.itemsize)
     chosen = per_tap[:, :, taps]

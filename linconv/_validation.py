@@ -59,13 +59,25 @@ SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "lil", "dok", "dia")
 #: Application methods of the operators.
 METHODS = ("auto", "direct", "fft", "sparse")
 
-# Kernel dtypes scipy.sparse can store (float16 and bool cannot be summed
-# exactly by sparsetools).
-_SPARSE_KINDS = "iufc"
+# Kernel dtype kinds: integers, floats (float16 is computed in float32, longdouble
+# exactly) and complex.
+_KERNEL_KINDS = "iufc"
 
 
 def _is_int(value) -> bool:
+    value = _scalar(value)
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _scalar(value):
+    """A 0-d array as its numpy scalar (numpy accepts both where it takes an int)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()]
+    return value
+
+
+def _index(value) -> int:
+    return operator.index(_scalar(value))
 
 
 def as_kernel(kernel, name: str = "kernel") -> np.ndarray:
@@ -75,7 +87,8 @@ def as_kernel(kernel, name: str = "kernel") -> np.ndarray:
     try:
         array = np.asarray(kernel)
     except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"`{name}` must be a numeric array-like; got {kernel!r}") from exc
+        raise TypeError(f"`{name}` must be a numeric array-like with a regular shape; got "
+                        f"{_short(kernel)}") from exc
     if array.dtype == object:
         raise TypeError(
             f"`{name}` must be numeric; got an object array (for symbolic kernels use "
@@ -83,10 +96,12 @@ def as_kernel(kernel, name: str = "kernel") -> np.ndarray:
         )
     if array.dtype.kind == "b":
         raise TypeError(f"`{name}` must be numeric, not bool; use {name}.astype(int)")
-    if array.dtype.kind not in _SPARSE_KINDS or array.dtype == np.float16:
+    if array.dtype.kind not in _KERNEL_KINDS:
         raise TypeError(
-            f"`{name}` must have an integer, float32/64 or complex dtype; got {array.dtype}"
+            f"`{name}` must have an integer, float or complex dtype; got {array.dtype}"
         )
+    if not array.dtype.isnative:  # same values, the machine's byte order (scipy.sparse needs it)
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 0:
         raise ValueError(f"`{name}` must have at least one dimension; got a scalar {kernel!r}")
     if array.size == 0:
@@ -97,22 +112,33 @@ def as_kernel(kernel, name: str = "kernel") -> np.ndarray:
 
 
 def as_array(x, name: str = "x") -> np.ndarray:
-    """Return data `x` as a numeric ndarray (bool promoted to int8)."""
-    array = np.asarray(x)
+    """Return data `x` as a numeric ndarray (any layout: views are not copied here)."""
+    try:
+        array = np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise TypeError(
+            f"`{name}` must be a numeric array-like with a regular shape (a ragged list "
+            f"cannot be an array); got {_short(x)}"
+        ) from exc
     if array.dtype == object or array.dtype.kind not in "biufc":
         raise TypeError(f"`{name}` must be a numeric array; got dtype {array.dtype}")
     return array
 
 
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def as_shape(shape, name: str = "input_shape") -> tuple[int, ...]:
     """Return a shape tuple of positive ints; a bare int is a 1-D shape."""
     if _is_int(shape):
-        shape = (shape,)
+        shape = (_scalar(shape),)
     if not isinstance(shape, (Sequence, np.ndarray)) or isinstance(shape, str):
         raise TypeError(f"`{name}` must be an int or a sequence of ints; got {shape!r}")
     if not all(_is_int(s) for s in shape):
         raise TypeError(f"`{name}` must contain only integers; got {tuple(shape)!r}")
-    result = tuple(operator.index(s) for s in shape)
+    result = tuple(_index(s) for s in shape)
     if len(result) == 0 or any(s < 1 for s in result):
         raise ValueError(f"`{name}` must be a non-empty tuple of positive sizes; got {result}")
     return result
@@ -121,7 +147,7 @@ def as_shape(shape, name: str = "input_shape") -> tuple[int, ...]:
 def as_int_tuple(value, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
     """Return `value` (an int or one int per axis) as a tuple of length `ndim`."""
     if _is_int(value):
-        value = (value,) * ndim
+        value = (_scalar(value),) * ndim
     if not isinstance(value, (Sequence, np.ndarray)) or isinstance(value, str):
         raise TypeError(f"`{name}` must be an int or a sequence of {ndim} ints; got {value!r}")
     values = tuple(value)
@@ -134,7 +160,7 @@ def as_int_tuple(value, ndim: int, name: str, minimum: int = 1) -> tuple[int, ..
         which = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         bad = values[0] if len(set(values)) == 1 else values
         raise ValueError(f"`{name}` must be {which} ({rule} on every axis); got {bad!r}")
-    return tuple(operator.index(v) for v in values)
+    return tuple(_index(v) for v in values)
 
 
 def as_padding(padding, ndim: int, name: str = "mode") -> tuple[tuple[int, int], ...]:
@@ -144,15 +170,16 @@ def as_padding(padding, ndim: int, name: str = "mode") -> tuple[tuple[int, int],
     """
     def pair(entry):
         if _is_int(entry):
-            return (operator.index(entry),) * 2
+            return (_index(entry),) * 2
         if isinstance(entry, (Sequence, np.ndarray)) and not isinstance(entry, str):
             entry = tuple(entry)
             if len(entry) == 2 and all(_is_int(e) for e in entry):
-                return tuple(operator.index(e) for e in entry)
+                return tuple(_index(e) for e in entry)
         raise TypeError(
             f"`{name}` entries must be an int or a (lo, hi) pair of ints; got {entry!r}"
         )
 
+    padding = _scalar(padding)
     if _is_int(padding):
         pads = (pair(padding),) * ndim
     elif isinstance(padding, (Sequence, np.ndarray)) and not isinstance(padding, str):
@@ -165,12 +192,13 @@ def as_padding(padding, ndim: int, name: str = "mode") -> tuple[tuple[int, int],
             )
         pads = tuple(pair(e) for e in entries)
     else:
+        words = "'full', 'same', 'valid'" if name == "mode" else "'same', 'valid'"
         raise TypeError(
-            f"`{name}` must be 'full', 'same', 'valid', an int or a per-axis sequence; "
-            f"got {padding!r}"
+            f"`{name}` must be {words}, an int or a per-axis sequence; got {padding!r}"
         )
     if any(p < 0 for lo_hi in pads for p in lo_hi):
-        raise ValueError(f"`{name}` padding must be non-negative; got {tuple(pads)!r}")
+        raise ValueError(f"`{name}` must be non-negative (explicit padding); got "
+                         f"{tuple(pads)!r}")
     return pads
 
 
@@ -220,12 +248,25 @@ def available_memory() -> int | None:
         return None
 
 
-def check_memory(nbytes: int, what: str) -> None:
-    """Refuse an allocation of `nbytes` that exceeds the available memory."""
+_SMALL = 1 << 28  # 256 MiB
+
+MATRIX_ADVICE = ("use the matrix-free linconv.ConvolutionOperator (or conv_operator; "
+                 "method='fft' or 'direct') instead")
+
+
+def check_memory(nbytes: int, what, advice: str = MATRIX_ADVICE) -> None:
+    """Refuse an allocation of `nbytes` that exceeds the available memory.
+
+    Raises linconv's own MemoryError (the estimate, what is available, what to
+    do) before anything is allocated.  `what` is a string, or a callable that
+    returns one (formatted only for the message).
+    """
+    if nbytes < _SMALL:  # not worth reading /proc/meminfo for
+        return
     available = available_memory()
     if available is not None and nbytes > available:
+        what = what() if callable(what) else what
         raise MemoryError(
             f"{what} needs about {nbytes / 2**30:.1f} GiB but only "
-            f"{available / 2**30:.1f} GiB is available; use the matrix-free "
-            "linconv.ConvolutionOperator (method='fft' or 'direct') instead"
+            f"{available / 2**30:.1f} GiB is available; {advice}"
         )

@@ -7,7 +7,8 @@ import linconv
 
 CONTRACT = ["convolution_matrix", "correlation_matrix", "convolve", "correlate",
             "ConvolutionOperator", "conv_operator", "conv_matrix", "conv_transpose_operator",
-            "conv_transpose_matrix", "unfold", "fold", "unfold_matrix"]
+            "conv_transpose_matrix", "unfold", "fold", "unfold_matrix", "set_workers",
+            "get_workers"]
 SYMBOLIC = ["kernel_symbols", "convolution_matrix", "correlation_matrix", "conv_matrix",
             "conv_transpose_matrix"]
 

@@ -75,15 +75,15 @@ def bands(monkeypatch):
     """Split even small arrays into row bands, on any number of cores."""
     import linconv._engines as engines
     monkeypatch.setattr(engines, "BAND_MIN", 64)
-    monkeypatch.setattr(engines, "CORES", 3)
     calls = []
     real = engines._pool
 
-    def counting_pool():
+    def counting_pool(workers):
         calls.append(1)
-        return real()
+        return real(workers)
     monkeypatch.setattr(engines, "_pool", counting_pool)
-    return calls
+    with linconv.set_workers(3):
+        yield calls
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])

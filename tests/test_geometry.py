@@ -64,3 +64,48 @@ def test_pattern_coo_matches_dense_definition():
             if r == 0 and 0 <= q < ax.k:
                 expected[(i, col)] = q
     assert got == expected
+
+
+OLD_NUMPY_PAD = tuple(int(v) for v in np.__version__.split(".")[:2]) < (2, 1)  # numpy#25926
+
+
+def test_extension_index_reads_only_the_positions_asked_for():
+    from linconv._geometry import AxisGeometry
+    rng = np.random.default_rng(12)
+    for boundary, mode in (("zero", "constant"), ("wrap", "wrap"), ("reflect", "reflect"),
+                           ("symmetric", "symmetric"), ("edge", "edge")):
+        for n in (1, 2, 3, 7):
+            lo, hi = (int(v) for v in rng.integers(0, 3 * n + 4, 2))
+            if OLD_NUMPY_PAD and mode in ("reflect", "symmetric") and max(lo, hi) >= n - 1:
+                lo, hi = max(n - 2, 0), 0  # numpy < 2.1 pads several reflections wrongly
+            kw = {"constant_values": -1} if mode == "constant" else {}
+            if mode == "reflect" and n == 1:
+                expected = np.zeros(n + lo + hi, int)
+            else:
+                expected = np.pad(np.arange(n), (lo, hi), mode=mode, **kw)
+            ax = AxisGeometry(n, 1, lo=lo, hi=hi)
+            positions = rng.integers(0, n + lo + hi, 20)
+            np.testing.assert_array_equal(ax.extension_index(positions, boundary),
+                                          expected[positions])
+
+
+def test_extend_with_several_reflections_matches_numpy_pad():
+    from linconv._geometry import Geometry
+    if OLD_NUMPY_PAD:
+        pytest.skip("numpy < 2.1 pads several reflections wrongly (numpy#25926)")
+    x = np.arange(3.0 * 2).reshape(3, 2)
+    for boundary in ("reflect", "symmetric"):
+        g = Geometry.from_args((3, 3), (3, 2), ((7, 2), (1, 9)), boundary)
+        np.testing.assert_array_equal(g.extend(x), np.pad(x, ((7, 2), (1, 9)), mode=boundary))
+
+
+def test_tensorflow_same_pads_follow_the_documented_rule():
+    from linconv._geometry import Geometry
+    # TensorFlow: out = ceil(n / s); pad_total = max((out - 1) * s + span - n, 0);
+    # pad_before = pad_total // 2 (the odd sample after)
+    assert Geometry.tensorflow_same_pads((3,), (7,), (2,), (1,)) == ((1, 1),)
+    assert Geometry.tensorflow_same_pads((4,), (8,), (3,), (1,)) == ((1, 1),)
+    assert Geometry.tensorflow_same_pads((2,), (5,), (1,), (1,)) == ((0, 1),)
+    assert Geometry.tensorflow_same_pads((3,), (9,), (2,), (2,)) == ((2, 2),)
+    assert Geometry.tensorflow_same_pads((1,), (10,), (3,), (1,)) == ((0, 0),)
+    assert Geometry.tensorflow_same_pads((5,), (6,), (4,), (1,)) == ((1, 2),)
