@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ._fft import SpectralModel, _damp, _is_symmetric
+from ._engines import get_workers
 from ._geometry import Geometry
 from ._operator import ConvolutionOperator
 from ._validation import as_array, as_kernel
@@ -113,7 +114,7 @@ def _attenuated_coefficients(y, kernel, fraction=0.1):
     import scipy.fft as sp_fft
     response = np.abs(sp_fft.fftn(kernel, [2 * n for n in y.shape]))
     response = response[tuple(slice(0, n) for n in y.shape)]  # |H| at pi k / n
-    coefficients = sp_fft.dctn(y, norm="ortho")
+    coefficients = sp_fft.dctn(y, norm="ortho", workers=get_workers())
     # a larger set would spread less but hold more image, which on exact data is all there is
     count = max(32, int(fraction * y.size))
     order = np.argpartition(response.ravel(), min(count, y.size - 1))[:count]

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.fft as sp_fft
 
 from ._convolve import _apply as _apply_kernel
+from ._engines import get_workers
 from ._geometry import Geometry
 from ._operator import ConvolutionOperator, ShapedOperator
 from ._sparse import correlation_weights
@@ -96,7 +97,7 @@ def eigenvalues(kernel, input_shape, *, mode="same", boundary="wrap", correlate=
                          f"{boundary!r} (see linconv.fft.dct_eigenvalues for 'symmetric')")
     geometry = _circulant(kernel, input_shape, mode, correlate)
     return sp_fft.fftn(geometry.circular_kernel(correlation_weights(kernel, correlate)),
-                       workers=-1)
+                       workers=get_workers())
 
 
 def _check_symmetric(kernel, what="kernel") -> None:
@@ -154,7 +155,7 @@ def dct_eigenvalues(kernel, input_shape, *, correlate=False):
     denominator = first_columns[0]
     for column in first_columns[1:]:
         denominator = np.multiply.outer(denominator, column)
-    return sp_fft.dctn(response, norm="ortho", workers=-1) / denominator
+    return sp_fft.dctn(response, norm="ortho", workers=get_workers()) / denominator
 
 
 class SpectralOperator(ShapedOperator):
@@ -175,9 +176,9 @@ class SpectralOperator(ShapedOperator):
     def _apply(self, x, d):
         axes = tuple(range(-len(self.input_shape), 0))
         if self.transform == "dct":
-            X = sp_fft.dctn(x, norm="ortho", axes=axes, workers=-1)
-            return sp_fft.idctn(X * d, norm="ortho", axes=axes, workers=-1)
-        y = sp_fft.ifftn(sp_fft.fftn(x, axes=axes, workers=-1) * d, axes=axes, workers=-1)
+            X = sp_fft.dctn(x, norm="ortho", axes=axes, workers=get_workers())
+            return sp_fft.idctn(X * d, norm="ortho", axes=axes, workers=get_workers())
+        y = sp_fft.ifftn(sp_fft.fftn(x, axes=axes, workers=get_workers()) * d, axes=axes, workers=get_workers())
         if x.dtype.kind != "c" and self.dtype.kind != "c" and np.isrealobj(d):
             return y.real  # a real, even spectrum maps real data to real data
         return y
@@ -271,8 +272,8 @@ def solve(y, kernel, *, boundary="wrap", damp=0.0, correlate=False):
         _check_symmetric(kernel)
         lam = dct_eigenvalues(kernel, y.shape, correlate=correlate)
         _check_conditioning(np.abs(lam), damp)
-        Y = sp_fft.dctn(y.astype(dtype, copy=False), norm="ortho", workers=-1)
-        x = sp_fft.idctn(lam * Y / (lam**2 + damp**2), norm="ortho", workers=-1)
+        Y = sp_fft.dctn(y.astype(dtype, copy=False), norm="ortho", workers=get_workers())
+        x = sp_fft.idctn(lam * Y / (lam**2 + damp**2), norm="ortho", workers=get_workers())
         return x.astype(dtype, copy=False)
     if boundary != "wrap":
         raise ValueError(f"`boundary` must be 'wrap' (FFT) or 'symmetric' (DCT, symmetric "
@@ -282,11 +283,11 @@ def solve(y, kernel, *, boundary="wrap", damp=0.0, correlate=False):
     g = geometry.circular_kernel(correlation_weights(kernel, correlate))
     real = y.dtype.kind != "c" and kernel.dtype.kind != "c"
     forward, inverse = (sp_fft.rfftn, sp_fft.irfftn) if real else (sp_fft.fftn, sp_fft.ifftn)
-    lam = forward(g, workers=-1)
+    lam = forward(g, workers=get_workers())
     _check_conditioning(np.abs(lam), damp)  # a half spectrum has the same extremes
-    Y = forward(y.astype(dtype, copy=False), workers=-1)
+    Y = forward(y.astype(dtype, copy=False), workers=get_workers())
     Y *= lam.conj() / (np.abs(lam) ** 2 + damp**2)
-    x = inverse(Y, s=y.shape, workers=-1) if real else inverse(Y, workers=-1)
+    x = inverse(Y, s=y.shape, workers=get_workers()) if real else inverse(Y, workers=get_workers())
     return x.astype(dtype, copy=False)
 
 
@@ -328,7 +329,7 @@ class SpectralModel:
         else:
             periodic = dataclasses.replace(geometry, boundary="wrap")
             weights = correlation_weights(kernel, operator.correlate)
-            self.lam = sp_fft.fftn(periodic.circular_kernel(weights), workers=-1)
+            self.lam = sp_fft.fftn(periodic.circular_kernel(weights), workers=get_workers())
             self.exact = geometry.boundary == "wrap"
         self.power = np.abs(self.lam) ** 2
         if regularizer == "tikhonov":
@@ -346,14 +347,14 @@ class SpectralModel:
 
     def forward(self, x):
         if self.kind == "dct":
-            return sp_fft.dctn(x, norm="ortho", workers=-1)
-        return sp_fft.fftn(x, norm="ortho", workers=-1)
+            return sp_fft.dctn(x, norm="ortho", workers=get_workers())
+        return sp_fft.fftn(x, norm="ortho", workers=get_workers())
 
     def inverse(self, X, real: bool = True):
         """Back from the transform; `real`: the result is real (real data and operator)."""
         if self.kind == "dct":
-            return sp_fft.idctn(X, norm="ortho", workers=-1)
-        x = sp_fft.ifftn(X, norm="ortho", workers=-1)
+            return sp_fft.idctn(X, norm="ortho", workers=get_workers())
+        x = sp_fft.ifftn(X, norm="ortho", workers=get_workers())
         return x.real if real else x
 
     def denominator(self, damp: float) -> np.ndarray:
