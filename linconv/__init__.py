@@ -32,10 +32,19 @@ unfold_matrix            -- the 0/1 matrix of unfold
 dense_to_conv            -- a dense layer as a convolution whose kernel covers the input
 pointwise_conv_weight    -- a 1x1 convolution, whose matrix is kron(W, I)
 
+Tools for layers and documents
+------------------------------
+singular_values      -- exact singular values (all of them for circulant operators)
+operator_norm        -- the largest singular value (the Lipschitz constant of a layer)
+dottest              -- check that an operator's adjoint is its adjoint
+from_torch           -- the linconv operator of a torch module's linear part
+
 Submodules
 ----------
 linconv.fft       -- the convolution theorem: eigenvalues, spectral solves, preconditioners
 linconv.symbolic  -- symbolic matrices with sympy (imported on first use)
+linconv.plot      -- heat maps of matrices and receptive fields (needs matplotlib)
+linconv.sphinxext -- the ``.. linconv-matrix::`` Sphinx directive
 linconv.datasets  -- a test image, Gaussian kernels and PSNR for examples
 
 Conventions
@@ -61,6 +70,9 @@ from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operato
                   pointwise_conv_weight, unfold, unfold_matrix)
 from ._operator import ConvolutionOperator
 from ._sparse import convolution_matrix, correlation_matrix
+from ._tools import dottest, operator_norm, singular_values
+from ._torch import from_torch
+from . import plot
 from ._validation import BOUNDARIES
 
 __version__ = "0.1.0"
@@ -83,10 +95,15 @@ __all__ = [
     "deconvolve",
     "datasets",
     "dense_to_conv",
+    "dottest",
     "estimate_noise_std",
     "fft",
     "fold",
+    "from_torch",
+    "operator_norm",
+    "plot",
     "pointwise_conv_weight",
+    "singular_values",
     "unfold",
     "unfold_matrix",
 ]
