@@ -305,12 +305,16 @@ def _check_limits(max_rows, max_cols):
 
 
 def _boundaries(size: int, limit: int, block: int | None) -> list[bool]:
-    """For each shown index along an axis: is a block boundary right after it?"""
+    """For each shown index along an axis (None: the elision): is a block boundary right
+    after it?  Lines next to the elision stay where the blocks end and start."""
     shown = _shown(size, limit)
     if not block:
         return [False] * len(shown)
-    return [i is not None and nxt == i + 1 and (i + 1) % block == 0
-            for i, nxt in zip(shown, shown[1:] + [None])]
+    after = []
+    for i, nxt in zip(shown, shown[1:] + [size]):
+        after.append(nxt != size and (nxt % block == 0 if i is None
+                                      else (i + 1) % block == 0))
+    return after
 
 
 def to_latex(matrix, *, max_rows: int = 16, max_cols: int = 16, zero: str = "0",
