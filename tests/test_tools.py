@@ -80,7 +80,9 @@ def test_all_singular_values_circular_layers(rng, c_in, c_out, groups, shape):
 
 @pytest.mark.parametrize("boundary, stride", [("zero", 1), ("zero", 2), ("reflect", 1),
                                               ("wrap", 2)])
-def test_top_k_singular_values_of_non_circulant_layers(rng, boundary, stride):
+def test_top_k_singular_values_of_non_circulant_layers(rng, monkeypatch, boundary, stride):
+    import linconv._tools
+    monkeypatch.setattr(linconv._tools, "DENSE_LIMIT", 0)  # svds, not the dense SVD
     w = rng.standard_normal((3, 2, 3, 3))
     op = linconv.conv_operator(w, (2, 9, 8), padding=1, stride=stride,
                                padding_mode={"zero": "zeros", "reflect": "reflect",
@@ -116,7 +118,10 @@ def test_float32_layers_are_computed_in_float64(rng):
         np.testing.assert_allclose(s, svd(dense)[:2], rtol=1e-10)
 
 
-def test_any_linear_operator(rng):
+@pytest.mark.parametrize("dense_limit", [0, 2 ** 20])
+def test_any_linear_operator(rng, monkeypatch, dense_limit):
+    import linconv._tools
+    monkeypatch.setattr(linconv._tools, "DENSE_LIMIT", dense_limit)  # svds / dense SVD
     a = rng.standard_normal((30, 20))
     op = aslinearoperator(a)
     np.testing.assert_allclose(linconv.singular_values(op, k=3), svd(a)[:3], rtol=1e-12)
