@@ -197,9 +197,9 @@ def singular_values(op, k: int | None = None) -> np.ndarray:
             "(padding_mode 'circular'), stride 1 and output shape = input shape; got "
             f"{what}. Pass `k` for the k largest (scipy.sparse.linalg.svds)")
     op = aslinearoperator(op)
-    if k >= count or op.shape[0] * op.shape[1] <= DENSE_LIMIT:  # small, or beyond svds' k
+    if k >= count - 1 or op.shape[0] * op.shape[1] <= DENSE_LIMIT:  # small, or beyond svds
         return np.sort(_dense_singular_values(op))[::-1][:k]
-    values = svds(_float64_operator(op), k=k, ncv=min(count, max(2 * k + 1, 40)),
+    values = svds(_float64_operator(op), k=k, ncv=min(count - 1, max(2 * k + 1, 40)),
                   tol=SVDS_TOL, return_singular_vectors=False, rng=np.random.default_rng(0))
     return np.sort(values)[::-1]
 
