@@ -84,18 +84,6 @@ def _circulant_singular_values(geometry, weights) -> np.ndarray:
     return np.sort(values.ravel())[::-1]
 
 
-def _circulant_norm(geometry, weights) -> float:
-    """The largest of those singular values: from the Gram matrices' top eigenvalues."""
-    per_freq, _ = _channel_spectra(geometry, weights)
-    if per_freq.shape[-1] > per_freq.shape[-2]:
-        per_freq = np.swapaxes(per_freq, -1, -2)
-    gram = np.conj(np.swapaxes(per_freq, -1, -2)) @ per_freq  # the smaller side
-    tops = np.linalg.eigvalsh(gram)[..., -1]
-    # the frequency and group that hold the largest: its exact SVD (no squaring error)
-    best = np.unravel_index(np.argmax(tops), tops.shape)
-    return float(np.linalg.svd(per_freq[best], compute_uv=False)[0])
-
-
 def _float64_operator(op) -> LinearOperator:
     """`op` as a LinearOperator computing in at least float64 (exact svds on float32 layers)."""
     dtype = np.result_type(op.dtype, np.float64)
@@ -234,9 +222,6 @@ def operator_norm(op) -> float:
     """
     if min(op.shape) == 1:
         return float(_dense_singular_values(aslinearoperator(op))[0])
-    parts = _layer_parts(op)
-    if parts is not None and _is_circulant(parts[0]):
-        return _circulant_norm(*parts)
     return float(singular_values(op, k=1)[0])
 
 
