@@ -61,12 +61,12 @@ def _channel_spectra(geometry, weights):
     axes = tuple(range(-nd, 0))
     n = g.shape[-1]
     if np.isrealobj(g):
-        spectra = sp_fft.rfftn(g, axes=axes, workers=-1)
+        spectra = sp_fft.rfftn(g, axes=axes)  # workers: scipy.fft.set_workers
         half = np.arange(spectra.shape[-1])
         twice = (half > 0) & (2 * half != n)  # j and n - j: the same singular values
         multiplicity = np.broadcast_to(1 + twice, spectra.shape[2:]).ravel()
     else:
-        spectra = sp_fft.fftn(g, axes=axes, workers=-1)
+        spectra = sp_fft.fftn(g, axes=axes)
         multiplicity = None
     groups = geometry.channels.groups if geometry.channels else 1
     c_out, c_in_g = spectra.shape[:2]
