@@ -2,14 +2,13 @@
 
 Build: ``python -m sphinx -W -b html docs docs/_build/html`` (``pip install -e ".[docs]"``).
 Matrices are rendered by linconv itself (the ``linconv-matrix`` directive) and
-figures by matplotlib's plot directive, both at build time.
+figures by linconv.plot through matplotlib's plot directive, both at build time, and the
+maths is rendered by a local MathJax (no network).
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.abspath("_ext"))
-import linconv  # noqa: E402
+import linconv
 
 project = "linconv"
 author = "linconv developers"
@@ -23,60 +22,65 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "matplotlib.sphinxext.plot_directive",
-    "linconv_matrix",
+    "linconv.sphinxext",
 ]
 
 autosummary_generate = True
+templates_path = ["_templates"]  # classes without member tables (numpydoc documents them)
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_inventories"]
+nitpicky = True  # every cross-reference must resolve (the build runs with -W)
 
-# Cross-links into the projects linconv builds on.  The published inventories
-# come first; offline (CI reaches only the package registries) a small local
-# inventory of the objects these pages cite, written at build time under those
-# projects' documented URL schemes, keeps the links.
-_CITED = {
-    "numpy": ("reference/generated/{}.html#{}", {
-        "py:function": ["numpy.pad", "numpy.convolve", "numpy.ravel", "numpy.fft.fftn"],
-        "py:class": ["numpy.ndarray", "numpy.dtype"]}),
-    "scipy": ("reference/generated/{}.html#{}", {
-        "py:function": ["scipy.signal.convolve", "scipy.signal.correlate",
-                        "scipy.signal.fftconvolve", "scipy.signal.oaconvolve",
-                        "scipy.signal.convolve2d", "scipy.ndimage.correlate",
-                        "scipy.ndimage.convolve", "scipy.linalg.convolution_matrix",
-                        "scipy.sparse.linalg.lsqr", "scipy.sparse.linalg.lsmr",
-                        "scipy.sparse.linalg.cg", "scipy.sparse.linalg.gmres",
-                        "scipy.fft.fftn", "scipy.fft.dctn"],
-        "py:class": ["scipy.sparse.linalg.LinearOperator", "scipy.sparse.csr_array"]}),
-    "sympy": ("", {}),
-    "python": ("", {}),
+# Cross-links into the projects linconv builds on, from the committed snapshot of
+# their real inventories in _inventories/ (refresh: python docs/refresh_inventories.py).
+# The build never reaches the network; a project without a snapshot gets no links.
+INVENTORIES = {
+    "python": "https://docs.python.org/3",
+    "numpy": "https://numpy.org/doc/stable",
+    "scipy": "https://docs.scipy.org/doc/scipy",
+    "sympy": "https://docs.sympy.org/latest",
 }
-
-
-def _local_inventory(project: str) -> str:
-    import zlib
-    pattern, objects = _CITED[project]
-    lines = [f"{name} {role} 1 {pattern.format(name, name)} -"
-             for role, names in objects.items() for name in names]
-    path = os.path.join(os.path.dirname(__file__), "_build", "inventories", f"{project}.inv")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(f"# Sphinx inventory version 2\n# Project: {project}\n# Version: \n"
-                "# The remainder of this file is compressed using zlib.\n".encode())
-        f.write(zlib.compress("\n".join(lines).encode() + b"\n"))
-    return path
-
-
+_here = os.path.dirname(os.path.abspath(__file__))
 intersphinx_mapping = {
-    name: (url, (None, _local_inventory(name)))
-    for name, url in (("python", "https://docs.python.org/3"),
-                      ("numpy", "https://numpy.org/doc/stable"),
-                      ("scipy", "https://docs.scipy.org/doc/scipy"),
-                      ("sympy", "https://docs.sympy.org/latest"))
+    name: (url, (os.path.join(_here, "_inventories", f"{name}.inv"),))
+    for name, url in INVENTORIES.items()
+    if os.path.exists(os.path.join(_here, "_inventories", f"{name}.inv"))
 }
-intersphinx_timeout = 5
+# targets of projects without a snapshot cannot resolve: do not fail on those
+nitpick_ignore = [("py:class", "AxisGeometry"), ("py:class", "Channels")]  # private
+nitpick_ignore_regex = [(r"py:.*", rf"{name}\..*") for name in INVENTORIES
+                        if name not in intersphinx_mapping]
+
+# MathJax from a local copy (the sphinx-mathjax-offline package of the docs extra),
+# so the maths renders with no network.  Only the TeX-to-HTML component and its
+# fonts are copied into the build.
+mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _copy_mathjax(app, exc):
+    import importlib.util
+    import shutil
+    if exc is not None or app.builder.format != "html":
+        return
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None:
+        raise RuntimeError("the docs need a local MathJax: pip install -e '.[docs]' "
+                           "(sphinx-mathjax-offline)")
+    source = os.path.join(spec.submodule_search_locations[0], "static", "mathjax")
+    target = os.path.join(app.outdir, "_static", "mathjax")
+    os.makedirs(target, exist_ok=True)
+    shutil.copy2(os.path.join(source, "tex-chtml.js"), target)
+    fonts = os.path.join("output", "chtml", "fonts", "woff-v2")
+    shutil.copytree(os.path.join(source, fonts), os.path.join(target, fonts),
+                    dirs_exist_ok=True)
+
+
+def setup(app):
+    app.connect("build-finished", _copy_mathjax)
+
 
 plot_include_source = True
 plot_html_show_source_link = False
@@ -84,11 +88,6 @@ plot_html_show_formats = False
 plot_formats = [("png", 100)]
 plot_rcparams = {"figure.autolayout": True, "font.size": 9}
 plot_pre_code = "import numpy as np\nimport linconv"
-
-# MathJax comes from Sphinx's default CDN.  LINCONV_DOCS_MATHJAX=/path/to/tex-chtml.js
-# uses a local copy instead (to check the rendering on a machine without a network).
-if os.environ.get("LINCONV_DOCS_MATHJAX"):
-    mathjax_path = "file://" + os.path.abspath(os.environ["LINCONV_DOCS_MATHJAX"])
 
 html_theme = "pydata_sphinx_theme"
 html_title = "linconv"

@@ -37,10 +37,19 @@ Threads
 set_workers          -- context manager for the threads linconv uses (as scipy.fft's)
 get_workers          -- the threads linconv uses now (CPUs available to the process)
 
+Tools for layers and documents
+------------------------------
+singular_values      -- exact singular values (all of them for circulant operators)
+operator_norm        -- the largest singular value (the Lipschitz constant of a layer)
+dottest              -- check that an operator's adjoint is its adjoint
+from_torch           -- the linconv operator of a torch module's linear part
+
 Submodules
 ----------
 linconv.fft       -- the convolution theorem: eigenvalues, spectral solves, preconditioners
 linconv.symbolic  -- symbolic matrices with sympy (imported on first use)
+linconv.plot      -- heat maps of matrices and receptive fields (needs matplotlib)
+linconv.sphinxext -- the ``.. linconv-matrix::`` Sphinx directive
 linconv.datasets  -- a test image, Gaussian kernels and PSNR for examples
 
 Conventions
@@ -67,6 +76,9 @@ from ._nn import (ConvOperator, ConvTransposeOperator, conv_matrix, conv_operato
                   pointwise_conv_weight, unfold, unfold_matrix)
 from ._operator import ConvolutionOperator
 from ._sparse import convolution_matrix, correlation_matrix
+from ._tools import dottest, operator_norm, singular_values
+from ._torch import from_torch
+from . import plot
 from ._validation import BOUNDARIES
 
 __version__ = "0.1.0"
@@ -89,12 +101,17 @@ __all__ = [
     "deconvolve",
     "datasets",
     "dense_to_conv",
+    "dottest",
     "estimate_noise_std",
     "fft",
     "fold",
+    "from_torch",
     "get_workers",
+    "operator_norm",
+    "plot",
     "pointwise_conv_weight",
     "set_workers",
+    "singular_values",
     "unfold",
     "unfold_matrix",
 ]

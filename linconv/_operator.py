@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from ._display import operator_html
 from ._engines import make_engine
 from ._geometry import Geometry
 from ._sparse import correlation_weights
@@ -78,6 +79,7 @@ class ShapedOperator(LinearOperator, metaclass=_Frozen):
 
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+    _repr_html_ = operator_html  # Jupyter: the repr and, for small operators, the matrix
 
     def __init__(self, dtype, input_shape, output_shape):
         self.input_shape = tuple(input_shape)

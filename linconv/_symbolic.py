@@ -63,22 +63,62 @@ def kernel_symbols(shape, name: str = "h") -> np.ndarray:
     return symbols.reshape(shape)
 
 
+def _fold(rows, cols, values):
+    """Sum the entries that share a position (taps that the boundary folds onto one sample)."""
+    order = np.lexsort((cols, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    starts = np.flatnonzero(np.r_[True, (np.diff(rows) != 0) | (np.diff(cols) != 0)])
+    return rows[starts], cols[starts], np.add.reduceat(values, starts)
+
+
+def _sparse_matrix(geometry: Geometry, rows, cols, values):
+    sympy = _sympy()
+    keep = np.asarray(values != 0, dtype=bool)
+    entries = dict(zip(zip(rows[keep].tolist(), cols[keep].tolist()), values[keep]))
+    return sympy.ImmutableSparseMatrix(geometry.output_size, geometry.input_size, entries)
+
+
 def _matrix(geometry: Geometry, weights: np.ndarray):
     """The ImmutableSparseMatrix of the correlation with symbolic `weights`."""
-    sympy = _sympy()
     per_tap, taps = geometry.active_taps(weights)
     pattern = geometry.pattern(taps, what="the symbolic matrix")
     values = pattern.values(per_tap[:, :, taps])
     rows, cols = pattern.rows(), pattern.indices
     if not pattern.canonical:  # several taps read the same sample: add them
-        order = np.lexsort((cols, rows))
-        rows, cols, values = rows[order], cols[order], values[order]
-        starts = np.flatnonzero(np.r_[True, (np.diff(rows) != 0) | (np.diff(cols) != 0)])
-        values = np.add.reduceat(values, starts)
-        rows, cols = rows[starts], cols[starts]
-    keep = np.asarray(values != 0, dtype=bool)
-    entries = dict(zip(zip(rows[keep].tolist(), cols[keep].tolist()), values[keep]))
-    return sympy.ImmutableSparseMatrix(geometry.output_size, geometry.input_size, entries)
+        rows, cols, values = _fold(rows, cols, values)
+    return _sparse_matrix(geometry, rows, cols, values)
+
+
+def rows_matrix(geometry: Geometry, weights: np.ndarray, rows):
+    """The matrix of :func:`_matrix` with only the entries of `rows` (flat output indices).
+
+    Costs O(len(rows) * nnz per row) whatever the matrix size: each row's entries
+    come from the geometry's per-axis column maps (``AxisGeometry.columns``), so
+    a printed corner of a huge matrix never builds the rest.
+    """
+    per_tap, taps = geometry.active_taps(weights)
+    rows = np.asarray(rows, dtype=np.intp)
+    index = np.unravel_index(rows, geometry.output_shape)
+    channels = geometry.channels
+    out_channel = index[0] if channels else np.zeros(len(rows), dtype=np.intp)
+    spatial = index[1:] if channels else index
+    c_in_g = per_tap.shape[1]
+    tap_coords = np.unravel_index(taps, geometry.kernel_shape)
+    # (row, tap) -> input sample per axis, -1 where the zero boundary reads nothing
+    reads = [ax.columns(geometry.boundary)[i[:, None], j[None, :]]
+             for ax, i, j in zip(geometry.axes, spatial, tap_coords)]
+    first = (out_channel // channels.out_per_group * c_in_g if channels
+             else np.zeros(len(rows), dtype=np.intp))
+    shape = (len(rows), c_in_g, len(taps))
+    in_channel = np.broadcast_to(first[:, None, None] + np.arange(c_in_g)[None, :, None], shape)
+    reads = [np.broadcast_to(r[:, None, :], shape) for r in reads]
+    ok = np.logical_and.reduce([r >= 0 for r in reads])
+    coords = ([in_channel[ok]] if channels else []) + [r[ok] for r in reads]
+    cols = np.ravel_multi_index(coords, geometry.input_shape)
+    values = per_tap[:, :, taps][out_channel[:, None, None], np.arange(c_in_g)[None, :, None],
+                                 np.arange(len(taps))[None, None, :]][ok]
+    entry_rows = np.broadcast_to(rows[:, None, None], shape)[ok]
+    return _sparse_matrix(geometry, *_fold(entry_rows, cols, values))
 
 
 def _single(kernel, input_shape, mode, boundary, stride, dilation, correlate):
@@ -264,9 +304,37 @@ def _check_limits(max_rows, max_cols):
             raise ValueError(f"`{name}` must be an integer >= 2; got {value!r}")
 
 
+def _boundaries(size: int, limit: int, block: int | None) -> list[bool]:
+    """For each shown index along an axis (None: the elision): is a block boundary right
+    after it?  Lines next to the elision stay where the blocks end and start."""
+    shown = _shown(size, limit)
+    if not block:
+        return [False] * len(shown)
+    after = []
+    for i, nxt in zip(shown, shown[1:] + [size]):
+        after.append(nxt != size and (nxt % block == 0 if i is None
+                                      else (i + 1) % block == 0))
+    return after
+
+
 def to_latex(matrix, *, max_rows: int = 16, max_cols: int = 16, zero: str = "0",
-             environment: str = "bmatrix") -> str:
+             environment: str = "bmatrix", blocks=None) -> str:
     r"""LaTeX for a matrix, eliding the middle rows/columns of large ones.
+
+    Parameters
+    ----------
+    matrix : sympy matrix
+    max_rows, max_cols : int
+        Show at most this many rows / columns; the middle ones become
+        ``dots``, ``\cdots`` and ``\ddots``.
+    zero : str
+        How zero entries are written.
+    environment : str
+        The LaTeX matrix environment (without `blocks`).
+    blocks : (int, int), optional
+        Rows and columns per block: partition lines (``\hline`` and ``|`` in an
+        ``array``) between the blocks, e.g. the Toeplitz blocks of a 2-D
+        convolution's doubly-block matrix.
 
     Examples
     --------
@@ -277,13 +345,29 @@ def to_latex(matrix, *, max_rows: int = 16, max_cols: int = 16, zero: str = "0",
     h_{1} & h_{0} \\
     0 & h_{1}
     \end{bmatrix}
+    >>> A = ls.correlation_matrix(ls.kernel_symbols((1, 2)), (2, 2), "valid")
+    >>> print(ls.to_latex(A, blocks=(1, 2)))
+    \left[\begin{array}{cc|cc}
+    h_{0,0} & h_{0,1} & 0 & 0 \\ \hline
+    0 & 0 & h_{0,0} & h_{0,1}
+    \end{array}\right]
     """
     sympy = _sympy()
     _check_limits(max_rows, max_cols)
     grid = _cells(matrix, max_rows, max_cols, sympy.latex, zero,
                   (r"\vdots", r"\cdots", r"\ddots"))
-    body = " \\\\\n".join(" & ".join(row) for row in grid)
-    return f"\\begin{{{environment}}}\n{body}\n\\end{{{environment}}}"
+    if blocks is None:
+        body = " \\\\\n".join(" & ".join(row) for row in grid)
+        return f"\\begin{{{environment}}}\n{body}\n\\end{{{environment}}}"
+    block_rows, block_cols = blocks
+    after_row = _boundaries(matrix.shape[0], max_rows, block_rows)
+    after_col = _boundaries(matrix.shape[1], max_cols, block_cols)
+    spec = "".join("c|" if line else "c" for line in after_col)
+    lines = [" & ".join(row) + (" \\\\ \\hline" if line else " \\\\")
+             for row, line in zip(grid, after_row)]
+    lines[-1] = " & ".join(grid[-1])
+    body = "\n".join(lines)
+    return f"\\left[\\begin{{array}}{{{spec}}}\n{body}\n\\end{{array}}\\right]"
 
 
 def to_markdown(matrix, *, max_rows: int = 16, max_cols: int = 16, zero: str = "0") -> str:
