@@ -60,57 +60,87 @@ def _da():
 # -- the plan: chunk edges and halos, from the geometry alone -----------------------
 @dataclass(frozen=True)
 class AxisPlan:
-    """How one spatial axis is cut into blocks.
+    """How one spatial axis is cut into blocks, for ``A`` and ``A^H`` alike.
+
+    Output block ``j`` holds outputs ``[o_j, o_{j+1})``; padded block ``j`` holds
+    samples ``[p_j, p_{j+1})`` of the padded domain (the input extended by
+    ``(lo, hi)``).  The two are paired by the kernel's centre tap, ``o_j =
+    ceil((p_j - span // 2) / stride)``, so with stride 1 a "same" output has the
+    input's blocks and ``A^H A`` returns the input's blocks.  Blocks are merged
+    until every halo comes from the next block only.
 
     Attributes
     ----------
-    out_chunks : tuple of int
-        Outputs per block.
-    padded_chunks : tuple of int
-        Samples of the padded domain per block: block ``j`` starts at
-        ``stride * sum(out_chunks[:j])`` (a stride multiple), the last one runs
-        to the end of the padded domain.
-    forward_halo : int
-        Padded samples a block's outputs read past its end, ``max(span - stride, 0)``.
-    adjoint_halo : int
-        Outputs of earlier blocks that reach into a block, ``(span - 1) // stride``.
+    out_edges, padded_edges : tuple of int
+        Block edges, from 0 to ``n_out`` and to the padded length.
+    forward_depth : (int, int)
+        Padded samples a block of ``A`` reads before and after its own.
+    adjoint_depth : (int, int)
+        Outputs before and after an output block that reach into its padded block.
     """
 
-    out_chunks: tuple[int, ...]
-    padded_chunks: tuple[int, ...]
-    forward_halo: int
-    adjoint_halo: int
+    out_edges: tuple[int, ...]
+    padded_edges: tuple[int, ...]
+    forward_depth: tuple[int, int]
+    adjoint_depth: tuple[int, int]
 
-    @classmethod
-    def from_output_edges(cls, ax: AxisGeometry, edges) -> "AxisPlan":
-        """The plan whose output blocks start near `edges` (interior output indices).
+    @property
+    def out_chunks(self) -> tuple[int, ...]:
+        return tuple(np.diff(self.out_edges).tolist())
 
-        Blocks are merged until each holds enough outputs for the halos, so that
-        a block's halo never reaches past its neighbour.
-        """
-        forward_halo = max(ax.span - ax.stride, 0)
-        adjoint_halo = (ax.span - 1) // ax.stride
-        minimum = max(-(-forward_halo // ax.stride), adjoint_halo, 1)
-        kept = [0]
-        for edge in sorted(set(int(e) for e in edges)):
-            if edge - kept[-1] >= minimum and ax.n_out - edge >= minimum:
-                kept.append(edge)
-        out_chunks = tuple(np.diff(kept + [ax.n_out]).tolist())
-        starts = [o * ax.stride for o in kept]
-        padded_chunks = tuple(np.diff(starts + [ax.padded_length]).tolist())
-        return cls(out_chunks, padded_chunks, forward_halo, adjoint_halo)
+    @property
+    def padded_chunks(self) -> tuple[int, ...]:
+        return tuple(np.diff(self.padded_edges).tolist())
+
+    @property
+    def blocks(self) -> int:
+        return len(self.out_edges) - 1
 
     @classmethod
     def for_input(cls, ax: AxisGeometry, chunks) -> "AxisPlan":
-        """Output blocks from input blocks: an input edge ``e`` becomes the output edge
-        ``(lo + e) // stride`` (with stride 1 the padded blocks are the input's)."""
-        edges = np.cumsum(chunks)[:-1]
-        return cls.from_output_edges(ax, (ax.lo + edges) // ax.stride)
+        """The plan keeping the input's blocks (an input edge ``e`` is ``lo + e`` padded)."""
+        padded = ax.lo + np.cumsum(chunks)[:-1]
+        return cls._build(ax, -(-(padded - ax.span // 2) // ax.stride), padded)
 
     @classmethod
     def for_output(cls, ax: AxisGeometry, chunks) -> "AxisPlan":
-        """The plan keeping the output blocks given (merged where too small)."""
-        return cls.from_output_edges(ax, np.cumsum(chunks)[:-1])
+        """The plan keeping the output's blocks."""
+        out = np.cumsum(chunks)[:-1]
+        return cls._build(ax, out, out * ax.stride + ax.span // 2)
+
+    @staticmethod
+    def _reach(ax, out, padded):
+        """Halos of the blocks with interior edges `out` / `padded`."""
+        o = np.r_[0, out, ax.n_out]
+        p = np.r_[0, padded, ax.padded_length]
+        s, span = ax.stride, ax.span
+        f_lo = p[1:-1] - o[1:-1] * s                          # block starts before its reads
+        f_hi = (o[1:-1] - 1) * s + span - p[1:-1]             # reads past the block's end
+        first = np.clip(-(-(p[:-1] - span + 1) // s), 0, ax.n_out)   # first output reaching in
+        last = np.minimum((p[1:] - 1) // s, ax.n_out - 1)            # last output reaching in
+        a_lo = o[1:-1] - first[1:]
+        a_hi = last[:-1] - (o[1:-1] - 1)
+        top = lambda v: int(max(v.max(initial=0), 0))
+        return (top(f_lo), top(f_hi)), (top(a_lo), top(a_hi)), np.diff(o), np.diff(p)
+
+    @classmethod
+    def _build(cls, ax: AxisGeometry, out, padded) -> "AxisPlan":
+        out, padded = np.asarray(out, dtype=np.int64), np.asarray(padded, dtype=np.int64)
+        keep = (out > 0) & (out < ax.n_out) & (padded > 0) & (padded < ax.padded_length)
+        out, padded = out[keep], padded[keep]
+        keep = np.r_[True, (np.diff(out) > 0) & (np.diff(padded) > 0)] if len(out) else keep[:0]
+        out, padded = out[keep], padded[keep]
+        while True:
+            fwd, adj, o_chunks, p_chunks = cls._reach(ax, out, padded)
+            if not len(out):
+                return cls((0, ax.n_out), (0, ax.padded_length), (0, 0), (0, 0))
+            short = np.flatnonzero((o_chunks < max(adj)) | (p_chunks < max(fwd)))
+            if not len(short):
+                return cls(tuple(np.r_[0, out, ax.n_out].tolist()),
+                           tuple(np.r_[0, padded, ax.padded_length].tolist()), fwd, adj)
+            j = int(short[0])  # merge block j with a neighbour: drop one of its edges
+            drop = j - 1 if j == len(out) else j
+            out, padded = np.delete(out, drop), np.delete(padded, drop)
 
 
 # -- the operator on chunks ---------------------------------------------------------
@@ -188,8 +218,8 @@ class ChunkedCorrelation:
         x = x.astype(np.result_type(x.dtype, self.dtype))
         if conjugate and x.dtype.kind == "c":
             x = x.conj()
-        if self.geometry.channels is not None:  # the channel axis in one chunk
-            x = x.rechunk({lead: -1})
+        if self.geometry.channels is not None and len(x.chunks[lead]) > 1:
+            x = x.rechunk({lead: -1})  # the channel axis in one chunk
         return x, lead
 
     # -- A = S C P -------------------------------------------------------------
@@ -217,14 +247,13 @@ class ChunkedCorrelation:
         s0 = self._spatial0(lead)
         plans = [AxisPlan.for_input(ax, x.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
         xp = self._extend(x, s0)
-        xp = xp.rechunk(xp.chunks[:s0] + tuple(p.padded_chunks for p in plans))
-        depth = {s0 + a: (0, p.forward_halo) if p.forward_halo and len(p.out_chunks) > 1
-                 else 0 for a, p in enumerate(plans)}
+        xp = _rechunk(xp, xp.chunks[:s0] + tuple(p.padded_chunks for p in plans))
+        depth = {s0 + a: p.forward_depth for a, p in enumerate(plans)}
         channel = ((g.channels.out_channels,),) if g.channels else ()
         chunks = x.chunks[:lead] + channel + tuple(p.out_chunks for p in plans)
         return da.map_overlap(
             functools.partial(_forward_block, self, tuple(plans), s0), xp, depth=depth,
-            boundary="none", trim=False, chunks=chunks, dtype=x.dtype,
+            boundary="none", trim=False, allow_rechunk=False, chunks=chunks, dtype=x.dtype,
             meta=np.empty((0,) * x.ndim, x.dtype))
 
     def _adjoint(self, y, lead):
@@ -232,17 +261,16 @@ class ChunkedCorrelation:
         g = self.geometry
         s0 = self._spatial0(lead)
         plans = [AxisPlan.for_output(ax, y.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
-        y = y.rechunk(y.chunks[:s0] + tuple(p.out_chunks for p in plans))
-        depth = {s0 + a: (p.adjoint_halo, 0) if p.adjoint_halo and len(p.out_chunks) > 1
-                 else 0 for a, p in enumerate(plans)}
+        y = _rechunk(y, y.chunks[:s0] + tuple(p.out_chunks for p in plans))
+        depth = {s0 + a: p.adjoint_depth for a, p in enumerate(plans)}
         channel = ((g.channels.in_channels,),) if g.channels else ()
         chunks = y.chunks[:lead] + channel + tuple(p.padded_chunks for p in plans)
         dtype = np.result_type(y.dtype, self.dtype)
         xp = da.map_overlap(
             functools.partial(_adjoint_block, self, tuple(plans), s0), y, depth=depth,
-            boundary="none", trim=False, chunks=chunks, dtype=dtype,
+            boundary="none", trim=False, allow_rechunk=False, chunks=chunks, dtype=dtype,
             meta=np.empty((0,) * y.ndim, dtype))
-        return self._fold(xp, s0)
+        return self._fold(xp, s0, plans)
 
     # -- P and P^H ----------------------------------------------------------------
     def _extend(self, x, s0):
@@ -265,8 +293,11 @@ class ChunkedCorrelation:
             x = da.concatenate(pieces, axis=axis)
         return x
 
-    def _fold(self, xp, s0):
-        """``P^H``: the input's window, plus the margins added onto the samples they copy."""
+    def _fold(self, xp, s0, plans):
+        """``P^H``: the input's window, plus the margins added onto the samples they copy.
+
+        The result has the blocks of the plan's padded edges, shifted by ``lo``.
+        """
         da = _da()
         g = self.geometry
         for a, ax in enumerate(g.axes):
@@ -274,10 +305,13 @@ class ChunkedCorrelation:
             cut = lambda start, stop: xp[(slice(None),) * axis + (slice(start, stop),)]
             inside = cut(ax.lo, ax.lo + ax.n)
             if g.boundary != "zero" and (ax.lo or ax.hi):
-                outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
-                targets = ax.extension_map(g.boundary)[outside]
-                margin = da.concatenate([cut(0, ax.lo), cut(ax.lo + ax.n, None)], axis=axis)
-                inside = _scatter_add(inside, margin, targets, axis, ax.n)
+                ext = ax.extension_map(g.boundary)
+                margins = [(cut(u, v), ext[u:v]) for u, v in
+                           ((0, ax.lo), (ax.lo + ax.n, ax.padded_length)) if v > u]
+                inside = _scatter_add(inside, margins, axis, ax.n)
+                edges = np.unique(np.clip(np.asarray(plans[a].padded_edges) - ax.lo, 0, ax.n))
+                inside = _rechunk(inside, inside.chunks[:axis] + (tuple(np.diff(edges).tolist()),)
+                                  + inside.chunks[axis + 1:])
             xp = inside
         return xp
 
@@ -293,57 +327,94 @@ def _regions(targets: np.ndarray, n: int) -> list[tuple[int, int]]:
     return [(int(unique[0]), int(unique[-1]) + 1)]
 
 
-def _scatter_add(inside, margin, targets, axis, n):
-    """``inside[..., targets[m], ...] += margin[..., m, ...]`` along `axis` (targets repeat)."""
+def _scatter_add(inside, margins, axis, n):
+    """``inside[..., t[m], ...] += margin[..., m, ...]`` along `axis` for every
+    ``(margin, t)`` of `margins` (targets may repeat)."""
     da = _da()
+    one = lambda a: _rechunk(a, a.chunks[:axis] + ((a.shape[axis],),) + a.chunks[axis + 1:])
+    margins = [(one(m), t) for m, t in margins]  # thin: one block along `axis`
     pieces, start = [], 0
-    for r0, r1 in _regions(targets, n):
-        rows = np.flatnonzero((targets >= r0) & (targets < r1))
-        fold = np.zeros((len(targets), r1 - r0), dtype=margin.dtype)
-        np.add.at(fold, (rows, targets[rows] - r0), 1)
-        added = da.moveaxis(da.tensordot(margin, fold, axes=([axis], [0])), -1, axis)
-        take = lambda a, b: inside[(slice(None),) * axis + (slice(a, b),)]
+    cut = lambda a, b: inside[(slice(None),) * axis + (slice(a, b),)]
+    for r0, r1 in _regions(np.concatenate([t for _, t in margins]), n):
+        folds = []
+        for _, t in margins:
+            rows = np.flatnonzero((t >= r0) & (t < r1))
+            fold = np.zeros((len(t), r1 - r0))
+            np.add.at(fold, (rows, t[rows] - r0), 1)
+            folds.append(fold)
         if r0 > start:
-            pieces.append(take(start, r0))
-        pieces.append(take(r0, r1) + added)
+            pieces.append(cut(start, r0))
+        pieces.append(da.map_blocks(functools.partial(_fold_block, tuple(folds), axis),
+                                    one(cut(r0, r1)), *[m for m, _ in margins],
+                                    dtype=inside.dtype))
         start = r1
     if start < n:
-        pieces.append(inside[(slice(None),) * axis + (slice(start, n),)])
+        pieces.append(cut(start, n))
     return da.concatenate(pieces, axis=axis) if len(pieces) > 1 else pieces[0]
 
 
-def _block_geometry(chunked, sizes, limits=None) -> Geometry:
+def _fold_block(folds, axis, region, *margins):
+    out = region.copy()
+    for fold, margin in zip(folds, margins):
+        if fold.any():
+            out += np.moveaxis(np.tensordot(margin, fold.astype(margin.dtype),
+                                            axes=([axis], [0])), -1, axis)
+    return out
+
+
+def _rechunk(x, chunks):
+    """`x` with `chunks` (a tuple per axis), rechunked only where they differ."""
+    chunks = tuple(chunks)
+    return x if x.chunks == chunks else x.rechunk(chunks)
+
+
+def _block_geometry(chunked, sizes) -> Geometry:
     g = chunked.geometry
-    limits = limits or [None] * g.ndim
-    return Geometry(tuple(AxisGeometry(n, ax.k, ax.stride, ax.dilation, 0, 0, limit=lim)
-                          for n, ax, lim in zip(sizes, g.axes, limits)), "zero", g.channels)
+    return Geometry(tuple(AxisGeometry(n, ax.k, ax.stride, ax.dilation, 0, 0)
+                          for n, ax in zip(sizes, g.axes)), "zero", g.channels)
 
 
 def _forward_block(chunked, plans, s0, block, block_id=None):
-    """One output block: the valid correlation of the padded block and its right halo."""
-    nd = len(plans)
-    counts = [p.out_chunks[block_id[s0 + a]] for a, p in enumerate(plans)]
-    local = _block_geometry(chunked, block.shape[block.ndim - nd:], counts)
-    return chunked._local(local).apply(block)
+    """One output block: the valid correlation of the padded samples it reads."""
+    crops, sizes = [], []
+    for a, (p, ax) in enumerate(zip(plans, chunked.geometry.axes)):
+        j = block_id[s0 + a]
+        before = p.forward_depth[0] if j > 0 else 0  # halo samples in front of the block
+        o0, o1 = p.out_edges[j], p.out_edges[j + 1]
+        start = o0 * ax.stride - (p.padded_edges[j] - before)
+        sizes.append((o1 - o0 - 1) * ax.stride + ax.span)
+        crops.append(slice(start, start + sizes[-1]))
+    local = chunked._local(_block_geometry(chunked, sizes))
+    return local.apply(block[(Ellipsis,) + tuple(crops)])
 
 
 def _adjoint_block(chunked, plans, s0, block, block_id=None):
     """One padded block of ``C^H S^T y``: the local adjoint of the outputs reaching into it."""
     nd = len(plans)
     g = chunked.geometry
-    sizes, crops, pads = [], [], []
+    takes, sizes, crops, pads = [], [], [], []
     for a, (p, ax) in enumerate(zip(plans, g.axes)):
         j = block_id[s0 + a]
-        count = block.shape[s0 + a]
-        halo = p.adjoint_halo if j > 0 else 0
-        n_local = (count - 1) * ax.stride + ax.span
-        start, length = halo * ax.stride, p.padded_chunks[j]
-        sizes.append(n_local)
-        crops.append(slice(start, min(start + length, n_local)))
-        pads.append((0, max(start + length - n_local, 0)))
-    local = _block_geometry(chunked, sizes)
-    z = chunked._local(local).H.apply(block)[(Ellipsis,) + tuple(crops)]
-    if any(p != (0, 0) for p in pads):
+        s, span = ax.stride, ax.span
+        before = p.adjoint_depth[0] if j > 0 else 0
+        p0, p1 = p.padded_edges[j], p.padded_edges[j + 1]
+        first = min(max(-(-(p0 - span + 1) // s), 0), ax.n_out)
+        last = min((p1 - 1) // s, ax.n_out - 1)
+        if last < first:  # no output reaches this block
+            lead = s0 - (g.channels is not None)
+            return np.zeros(block.shape[:lead] + g.input_shape[:s0 - lead]
+                            + tuple(q.padded_chunks[block_id[s0 + b]]
+                                    for b, q in enumerate(plans)),
+                            np.result_type(block, chunked.dtype))
+        offset = p.out_edges[j] - before  # output index of the block's first row
+        takes.append(slice(first - offset, last + 1 - offset))
+        sizes.append((last - first) * s + span)
+        start = p0 - first * s  # the block's first padded sample in the local window
+        crops.append(slice(max(start, 0), min(start + p1 - p0, sizes[-1])))
+        pads.append((max(-start, 0), max(start + p1 - p0 - sizes[-1], 0)))
+    local = chunked._local(_block_geometry(chunked, sizes))
+    z = local.H.apply(block[(Ellipsis,) + tuple(takes)])[(Ellipsis,) + tuple(crops)]
+    if any(q != (0, 0) for q in pads):
         z = np.pad(z, ((0, 0),) * (z.ndim - nd) + tuple(pads))
     return z
 
@@ -687,7 +758,7 @@ def _deconvolve_frames(y, kernel, options, result_type):
         arrays.append(value.rechunk(layout))
         per_frame.append(name)
     given = {key: value for key, value in options.items()
-             if key not in per_frame and not _is_default(key, value)}
+             if key not in per_frame and (key == "damp" or not _is_default(key, value))}
     complex_ = y.dtype.kind == "c" or kernel.dtype.kind == "c"
     pack = np.complex128 if complex_ else np.float64
     packed = da.map_blocks(
