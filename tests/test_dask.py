@@ -41,7 +41,7 @@ def test_import_linconv_does_not_import_dask():
 @pytest.mark.parametrize("case", case_params(CASES))
 def test_case_table_on_dask(case):
     """Every geometry of the shared table, complex data and kernel, on chunks of 1 (smaller
-    than the span), 2 and random uneven sizes: forward, .H and .T equal the oracle."""
+    than the span) and random uneven sizes: forward, .H and .T equal the oracle."""
     rng = np.random.default_rng(abs(hash(case.id)) % 2**32)
     x = random_array(rng, case.input_shape, np.complex128)
     kernel = random_array(rng, case.kernel_shape, np.complex128)
@@ -50,7 +50,7 @@ def test_case_table_on_dask(case):
     dense = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), x.size,
                              case.input_shape, complex)
     y = random_array(rng, expected.shape, np.complex128)
-    for chunks in (1, 2, uneven_chunks(rng, x.shape)):
+    for chunks in (1, uneven_chunks(rng, x.shape)):
         out_chunks = chunks if isinstance(chunks, int) else uneven_chunks(rng, y.shape)
         result = op.apply(da.from_array(x, chunks=chunks))
         assert isinstance(result, da.Array)
@@ -332,7 +332,7 @@ def test_local_cluster_processes():
         y = linconv.convolve(dx, kernel, "same", boundary="wrap").compute()
         case = Case((64, 48), (5, 6), "same", "wrap")
         np.testing.assert_allclose(y, oracle_convolve(x, kernel, case), atol=1e-11)
-        result = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=5)
+        result = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=2)
         on_cluster = result.x.compute()
-    local = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=5)
+    local = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=2)
     np.testing.assert_allclose(on_cluster, local.x.compute(), rtol=1e-10, atol=1e-12)
