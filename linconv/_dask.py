@@ -241,10 +241,21 @@ class ChunkedCorrelation:
         """Array axis of the first spatial axis."""
         return lead + (self.geometry.channels is not None)
 
+    def _whole(self, x, s0, shape, adjoint):
+        """Spatial axes in one block each: every block is the in-memory operator itself."""
+        da = _da()
+        lead = s0 - (self.geometry.channels is not None)
+        chunks = x.chunks[:lead] + tuple((n,) for n in shape)
+        dtype = np.result_type(x.dtype, self.dtype)
+        return da.map_blocks(functools.partial(_whole_block, self, adjoint), x, chunks=chunks,
+                             dtype=dtype, meta=np.empty((0,) * x.ndim, dtype))
+
     def _forward(self, x, lead):
         da = _da()
         g = self.geometry
         s0 = self._spatial0(lead)
+        if all(len(c) == 1 for c in x.chunks[s0:]):
+            return self._whole(x, s0, g.output_shape, False)
         plans = [AxisPlan.for_input(ax, x.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
         xp = self._extend(x, s0)
         xp = _rechunk(xp, xp.chunks[:s0] + tuple(p.padded_chunks for p in plans))
@@ -260,6 +271,8 @@ class ChunkedCorrelation:
         da = _da()
         g = self.geometry
         s0 = self._spatial0(lead)
+        if all(len(c) == 1 for c in y.chunks[s0:]):
+            return self._whole(y, s0, g.input_shape, True)
         plans = [AxisPlan.for_output(ax, y.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
         y = _rechunk(y, y.chunks[:s0] + tuple(p.out_chunks for p in plans))
         depth = {s0 + a: p.adjoint_depth for a, p in enumerate(plans)}
@@ -372,6 +385,11 @@ def _block_geometry(chunked, sizes) -> Geometry:
     g = chunked.geometry
     return Geometry(tuple(AxisGeometry(n, ax.k, ax.stride, ax.dilation, 0, 0)
                           for n, ax in zip(sizes, g.axes)), "zero", g.channels)
+
+
+def _whole_block(chunked, adjoint, block):
+    op = chunked._local(chunked.geometry)
+    return op.H.apply(block) if adjoint else op.apply(block)
 
 
 def _forward_block(chunked, plans, s0, block, block_id=None):
