@@ -47,7 +47,7 @@ DAMP = 0.05
 def cluster(n_workers, memory_limit="1GiB"):
     from distributed import Client, LocalCluster
     c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                     memory_limit=memory_limit, dashboard_address=None,
+                     memory_limit=memory_limit, dashboard_address=":0",
                      local_directory=os.path.join(ROOT, "spill"))
     return c, Client(c)
 
