@@ -12,9 +12,12 @@ on a chunked array each factor goes where it is exact:
 - ``C_valid`` locally: :func:`dask.array.map_overlap` with ``boundary="none"``
   and an asymmetric halo, each block running linconv's in-memory engine on a
   valid-mode geometry of the block's size.
-- ``S``: block edges of the padded domain sit on stride multiples (the
-  :class:`AxisPlan`), so each block's strided outputs are exactly the global
-  ones; the array is rechunked only where an edge is off the stride grid.
+- ``S``: output blocks and padded blocks are paired by the kernel's centre tap
+  (the :class:`AxisPlan`), and each block computes exactly the global strided
+  outputs of its range, so no chunk edge has to sit on a stride multiple and
+  nothing is rechunked but blocks too small for their halo (merged with a
+  neighbour) and a layer's channel axis (joined into one chunk).  With every
+  spatial axis in one chunk, each block runs the in-memory operator itself.
 
 The adjoint runs the factors in reverse: each output block, with a left halo
 of the outputs that reach into it, goes through the in-memory adjoint
