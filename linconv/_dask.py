@@ -15,12 +15,13 @@ on a chunked array each factor goes where it is exact:
 - ``S``: output blocks and padded blocks are paired by the kernel's centre tap
   (the :class:`AxisPlan`), and each block computes exactly the global strided
   outputs of its range, so no chunk edge has to sit on a stride multiple and
-  nothing is rechunked but blocks too small for their halo (merged with a
-  neighbour) and a layer's channel axis (joined into one chunk).  With every
+  nothing is rechunked but the thin boundary margins (joined to the edge
+  blocks), blocks too small for their halo (merged with a neighbour) and a
+  layer's channel axis (joined into one chunk).  With every
   spatial axis in one chunk, each block runs the in-memory operator itself.
 
-The adjoint runs the factors in reverse: each output block, with a left halo
-of the outputs that reach into it, goes through the in-memory adjoint
+The adjoint runs the factors in reverse: each output block, with the outputs
+of its neighbours that reach into it, goes through the in-memory adjoint
 (zero insertion and full correlation with the conjugate kernel), and the
 margins of the padded domain are folded back onto the edges (``P^H``).
 
