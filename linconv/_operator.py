@@ -137,8 +137,12 @@ class ShapedOperator(LinearOperator, metaclass=_Frozen):
     def apply(self, x) -> np.ndarray:
         """Apply to `x` of shape ``(*batch, *input_shape)``; returns ``(*batch, *output_shape)``.
 
-        The result dtype is ``np.result_type(x, self.dtype)``.
+        The result dtype is ``np.result_type(x, self.dtype)``.  A dask array gives
+        a lazy dask array with the same values (see :doc:`/larger_than_memory`).
         """
+        if type(x).__module__.partition(".")[0] == "dask":  # detected without importing dask
+            from ._dask import apply as apply_dask
+            return apply_dask(self, x)
         x = as_array(x)
         nd = len(self.input_shape)
         if x.shape[x.ndim - nd:] != self.input_shape or x.ndim < nd:

@@ -1,0 +1,348 @@
+"""Operators and deconvolution on dask arrays, against independent oracles.
+
+Oracles: np.pad + scipy.signal (tests/cases.py), dense matrices built from the
+oracle's columns, torch.nn.functional for layers, dense normal equations and a
+numpy Richardson-Lucy written from the formula.
+"""
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.signal
+
+da = pytest.importorskip("dask.array")
+import dask  # noqa: E402
+
+import linconv  # noqa: E402
+from linconv._dask import AxisPlan, ChunkedCorrelation, deconvolve_dask  # noqa: E402
+
+from cases import (CASES, Case, case_params, dense_by_columns, oracle_convolve,  # noqa: E402
+                   oracle_correlate, random_array)
+
+SYNC = {"scheduler": "sync"}
+
+
+@pytest.fixture(autouse=True)
+def synchronous(request):
+    """Tiny arrays: dask's synchronous scheduler (the cluster test brings its own)."""
+    if "cluster" in request.node.name:
+        yield
+        return
+    with dask.config.set(scheduler="sync"):
+        yield
+
+
+def uneven_chunks(rng, shape):
+    """Random uneven chunks per axis (often smaller than the kernel span)."""
+    return tuple(tuple(np.diff(np.unique([0, *rng.integers(1, n, 3), n])).tolist()) if n > 1
+                 else (1,) for n in shape)
+
+
+def test_import_linconv_does_not_import_dask():
+    code = "import sys, linconv; print('dask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("case", case_params(CASES))
+def test_case_table_on_dask(case):
+    """Every geometry of the shared table, complex data and kernel, on chunks of 1 (smaller
+    than the span) and random uneven sizes: forward, .H and .T equal the oracle."""
+    rng = np.random.default_rng(abs(hash(case.id)) % 2**32)
+    x = random_array(rng, case.input_shape, np.complex128)
+    kernel = random_array(rng, case.kernel_shape, np.complex128)
+    op = linconv.ConvolutionOperator(kernel, case.input_shape, case.mode, **case.options())
+    expected = oracle_convolve(x, kernel, case)
+    dense = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), x.size,
+                             case.input_shape, complex)
+    y = random_array(rng, expected.shape, np.complex128)
+    for chunks in (1, uneven_chunks(rng, x.shape)):
+        out_chunks = chunks if isinstance(chunks, int) else uneven_chunks(rng, y.shape)
+        result = op.apply(da.from_array(x, chunks=chunks))
+        assert isinstance(result, da.Array)
+        np.testing.assert_allclose(result.compute(**SYNC), expected, atol=1e-11)
+        dy = da.from_array(y, chunks=out_chunks)
+        np.testing.assert_allclose(op.H.apply(dy).compute(**SYNC).ravel(),
+                                   dense.conj().T @ y.ravel(), atol=1e-11)
+        np.testing.assert_allclose(op.T.apply(dy).compute(**SYNC).ravel(), dense.T @ y.ravel(),
+                                   atol=1e-11)
+
+
+def test_batches_and_float32():
+    rng = np.random.default_rng(0)
+    case = Case((17, 13), (4, 3), "same", "symmetric", (2, 1), (1, 2))
+    kernel = rng.standard_normal((4, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 2, 17, 13)).astype(np.float32)
+    op = linconv.ConvolutionOperator(kernel, (17, 13), "same", boundary="symmetric",
+                                     stride=(2, 1), dilation=(1, 2), correlate=True)
+    result = op.apply(da.from_array(x, chunks=(2, 1, 5, 4)))
+    assert result.dtype == np.float32
+    expected = np.stack([[oracle_correlate(f, kernel.astype(float), case) for f in b]
+                         for b in x.astype(float)])
+    np.testing.assert_allclose(result.compute(), expected, rtol=1e-5, atol=1e-5)
+    # float64 data through a float32 operator computes in float64
+    assert op.apply(da.from_array(x.astype(float), chunks=5)).dtype == np.float64
+
+
+def test_dot_test_on_dask():
+    rng = np.random.default_rng(1)
+    op = linconv.ConvolutionOperator(rng.standard_normal((5, 4)), (41, 37), (3, 6),
+                                     boundary="reflect", stride=(3, 2), dilation=(2, 1))
+    x = da.from_array(rng.standard_normal(op.input_shape), chunks=(7, 9))
+    y = da.from_array(rng.standard_normal(op.output_shape), chunks=(4, 5))
+    Ax, AHy = op.apply(x), op.H.apply(y)
+    lhs, rhs, nx, ny = dask.compute((Ax * y).sum(), (x * AHy).sum(), (Ax**2).sum(), (y**2).sum())
+    assert abs(lhs - rhs) <= 1e-12 * np.sqrt(nx * ny)
+
+
+def test_convolve_correlate_on_dask():
+    rng = np.random.default_rng(2)
+    x, kernel = rng.standard_normal((50, 40)), rng.standard_normal((6, 5))
+    dx = da.from_array(x, chunks=(9, 13))
+    for mode in ("full", "same", "valid"):
+        y = linconv.convolve(dx, kernel, mode)
+        assert isinstance(y, da.Array)
+        np.testing.assert_allclose(y.compute(), scipy.signal.convolve(x, kernel, mode),
+                                   atol=1e-11)
+        np.testing.assert_allclose(linconv.correlate(dx, kernel, mode, method="fft").compute(),
+                                   scipy.signal.correlate(x, kernel, mode), atol=1e-11)
+    wrap = linconv.convolve(dx, kernel, "same", boundary="wrap").compute()
+    expected = oracle_convolve(x, kernel, Case((50, 40), (6, 5), "same", "wrap"))
+    np.testing.assert_allclose(wrap, expected, atol=1e-11)
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        linconv.convolve(dx, np.ones(3))
+
+
+def test_blocks_follow_the_input():
+    """Stride 1 keeps the input's chunks (no rechunk) and the adjoint returns them."""
+    op = linconv.ConvolutionOperator(np.ones((4, 3)), (30, 20), "same", boundary="edge")
+    x = da.ones((30, 20), chunks=((8, 10, 12), (7, 13)))
+    y = op.apply(x)
+    assert y.chunks == x.chunks
+    assert op.H.apply(y).chunks == x.chunks
+
+
+@pytest.mark.parametrize("n, k, mode, stride, dilation", [
+    (40, 5, "same", 3, 1), (40, 4, "full", 2, 3), (33, 7, "valid", 5, 1), (25, 2, (9, 0), 4, 1),
+    (40, 9, "same", 1, 1)])
+def test_plan_halos(n, k, mode, stride, dilation):
+    """Every block's reads lie in its halo, and every halo comes from the next block only
+    (the plan alone, no arrays)."""
+    ax = linconv.ConvolutionOperator(np.ones(k), n, mode, stride=stride,
+                                     dilation=dilation).geometry.axes[0]
+    span = dilation * (k - 1) + 1
+    for plan in (AxisPlan.for_input(ax, (3, 1, 7, 2) + (9,) * 5),
+                 AxisPlan.for_output(ax, (1,) * ax.n_out)):
+        o, p = np.array(plan.out_edges), np.array(plan.padded_edges)
+        assert (o[0], o[-1], p[0], p[-1]) == (0, ax.n_out, 0, ax.padded_length)
+        lo, hi = plan.forward_depth
+        for j in range(plan.blocks):
+            reads = (o[j] * stride, (o[j + 1] - 1) * stride + span)
+            assert reads[0] >= p[j] - (lo if j else 0)
+            assert reads[1] <= p[j + 1] + (hi if j < plan.blocks - 1 else 0)
+            # outputs whose windows touch padded block j: inside the adjoint's halo
+            touching = [i for i in range(ax.n_out)
+                        if i * stride < p[j + 1] and i * stride + span > p[j]]
+            if touching:
+                assert touching[0] >= o[j] - (plan.adjoint_depth[0] if j else 0)
+                assert touching[-1] < o[j + 1] + plan.adjoint_depth[1]
+        if plan.blocks > 1:
+            assert min(plan.padded_chunks) >= max(plan.forward_depth)
+            assert min(plan.out_chunks) >= max(plan.adjoint_depth)
+
+
+def test_layers_on_dask_against_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((6, 2, 3, 2))
+    x = rng.standard_normal((5, 4, 11, 9))
+    op = linconv.conv_operator(weight, (4, 11, 9), stride=(2, 1), padding=(1, 0),
+                               dilation=(1, 2), groups=2)
+    expected = F.conv2d(torch.tensor(x), torch.tensor(weight), stride=(2, 1), padding=(1, 0),
+                        dilation=(1, 2), groups=2).numpy()
+    dx = da.from_array(x, chunks=(2, 1, 3, 4))  # channels split: linconv joins them
+    np.testing.assert_allclose(op.apply(dx).compute(), expected, atol=1e-11)
+    # reflect padding mode, against torch's own padded conv
+    op = linconv.conv_operator(weight[:, :, :, :1], (4, 11, 9), padding=(1, 0), groups=2,
+                               padding_mode="reflect")
+    padded = F.pad(torch.tensor(x), (0, 0, 1, 1), mode="reflect")
+    np.testing.assert_allclose(op.apply(dx).compute(),
+                               F.conv2d(padded, torch.tensor(weight[:, :, :, :1]),
+                                        groups=2).numpy(), atol=1e-11)
+    # the transposed layer and its adjoint (the conv itself)
+    wt = rng.standard_normal((4, 3, 3, 3))
+    opt = linconv.conv_transpose_operator(wt, (4, 11, 9), stride=2, padding=1, output_padding=1)
+    out = F.conv_transpose2d(torch.tensor(x), torch.tensor(wt), stride=2, padding=1,
+                             output_padding=1).numpy()
+    np.testing.assert_allclose(opt.apply(dx).compute(), out, atol=1e-11)
+    back = F.conv2d(torch.tensor(out), torch.tensor(wt), stride=2, padding=1).numpy()
+    np.testing.assert_allclose(opt.H.apply(da.from_array(out, chunks=(3, 2, 5, 6))).compute(),
+                               back, atol=1e-10)
+
+
+def test_graph_pickles_small():
+    """The graph carries sizes and weights, never an operator's spectra or matrices."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    op = linconv.ConvolutionOperator(np.ones((15, 15)), (1024, 1024), "same", method="fft")
+    y = op.H.apply(op.apply(da.zeros((1024, 1024), chunks=512)))
+    graph = dict(y.__dask_graph__())
+    assert len(cloudpickle.dumps(graph)) < 300_000  # the fft spectrum alone is 8 MB
+    chunked, adjoint, conjugate = ChunkedCorrelation.of(op.T)
+    assert (adjoint, conjugate) == (True, True)
+    assert len(pickle.dumps(chunked)) < 4_000
+
+
+def test_errors_on_dask():
+    x = da.ones((8, 8), chunks=4)
+    op = linconv.ConvolutionOperator(np.ones((3, 3)), (8, 8))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(\*batch, 8, 8\)"):
+        op.apply(da.ones((8, 7), chunks=4))
+    pre = linconv.fft.preconditioner(linconv.ConvolutionOperator(np.ones((3, 3)), (8, 8),
+                                                                 "same", boundary="wrap"))
+    with pytest.raises(TypeError, match="does not support dask arrays"):
+        pre.apply(x)
+    k = np.ones((3, 3)) / 9
+    with pytest.raises(ValueError, match="`solver` on a dask array must be"):
+        deconvolve_dask(x, k, solver="lsqr", damp=0.1)
+    with pytest.raises(ValueError, match="`regularizer` on a dask array"):
+        deconvolve_dask(x, k, regularizer="gradient", damp=0.1)
+    with pytest.raises(ValueError, match="`bounds` are not supported"):
+        deconvolve_dask(x, k, bounds=(0, None), damp=0.1)
+    with pytest.raises(ValueError, match="`preconditioner` is not supported"):
+        deconvolve_dask(x, k, preconditioner=pre, damp=0.1)
+    with pytest.raises(ValueError, match="`damp` must be 'auto' or 0 for richardson-lucy"):
+        deconvolve_dask(x, k, solver="rl", damp=0.5)
+    with pytest.raises(ValueError, match="`y` must be non-negative"):
+        deconvolve_dask(-x, k, solver="rl")
+    with pytest.raises(ValueError, match="`damp` must be a non-negative number"):
+        deconvolve_dask(x, k, damp=-1.0)
+    with pytest.raises(ValueError, match="`x0` must have the image's shape"):
+        deconvolve_dask(x, k, damp=0.1, x0=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="`callback` and `progress` are not supported"):
+        deconvolve_dask(da.ones((2, 8, 8), chunks=4), k, damp=0.1, callback=print)
+
+
+# -- deconvolution --------------------------------------------------------------------
+def _problem(rng, shape=(20, 18), kshape=(5, 4), boundary="reflect", mode="same"):
+    kernel = rng.random(kshape)
+    kernel /= kernel.sum()
+    case = Case(shape, kshape, mode, boundary)
+    A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape)
+    return kernel, A
+
+
+def test_cg_on_dask_solves_the_normal_equations():
+    rng = np.random.default_rng(4)
+    kernel, A = _problem(rng, mode="valid")  # unknown 20x18, data 16x15
+    y = A @ rng.random(A.shape[1]) + 0.01 * rng.standard_normal(A.shape[0])
+    damp = 0.3
+    expected = np.linalg.solve(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y)
+    seen = []
+    result = deconvolve_dask(da.from_array(y.reshape(16, 15), chunks=(9, 7)), kernel,
+                             mode="valid", boundary="reflect", damp=damp, solver="cg",
+                             tol=1e-11, maxiter=100, callback=seen.append)
+    assert isinstance(result.x, da.Array) and result.x.shape == (20, 18)
+    assert result.converged and result.solver == "cg" and len(seen) == result.iterations
+    np.testing.assert_allclose(result.x.compute().ravel(), expected, atol=1e-9)
+    objective = np.sqrt(np.sum((A @ expected - y) ** 2) + damp**2 * np.sum(expected**2))
+    assert result.residual_norms[-1] == pytest.approx(objective, rel=1e-9)
+    assert np.all(np.diff(result.residual_norms) <= 1e-12)  # CGLS decreases the objective
+
+
+def test_cg_weights_background_and_float32():
+    rng = np.random.default_rng(5)
+    kernel, A = _problem(rng, boundary="zero")
+    w = rng.random(A.shape[0])
+    y = A @ rng.random(A.shape[1]) + 0.3
+    damp = 0.3
+    W = np.diag(w)
+    expected = np.linalg.solve(A.T @ W @ A + damp**2 * np.eye(A.shape[1]), A.T @ W @ (y - 0.3))
+    result = deconvolve_dask(da.from_array(y.reshape(20, 18).astype(np.float32), chunks=7),
+                             kernel, damp=damp, weights=w.reshape(20, 18), background=0.3,
+                             solver="cg", tol=1e-6, maxiter=60)
+    assert result.x.dtype == np.float32
+    np.testing.assert_allclose(result.x.compute().ravel(), expected, atol=1e-4)
+
+
+def _numpy_rl(A, y, w, b, x, iterations):
+    for _ in range(iterations):
+        x = x * (A.T @ (w * y / (A @ x + b))) / (A.T @ w)
+    return x
+
+
+def test_richardson_lucy_on_dask_against_numpy():
+    rng = np.random.default_rng(6)
+    kernel, A = _problem(rng, boundary="symmetric")
+    y = rng.poisson(A @ (50 * rng.random(A.shape[1])) + 2.0).astype(float)
+    w = rng.random(A.shape[0])
+    x0 = rng.random(A.shape[1]) + 0.5
+    result = deconvolve_dask(da.from_array(y.reshape(20, 18), chunks=(6, 7)), kernel,
+                             boundary="symmetric", solver="richardson-lucy", weights=w.reshape(
+                                 20, 18), background=2.0, x0=x0.reshape(20, 18), maxiter=8)
+    expected = _numpy_rl(A, y, w, 2.0, x0, 8)
+    np.testing.assert_allclose(result.x.compute().ravel(), expected, rtol=1e-10)
+    assert result.residual_norms[-1] == pytest.approx(
+        np.linalg.norm(np.sqrt(w) * (A @ expected + 2.0 - y)), rel=1e-10)
+    # default start: the flat image with the data's flux, sum(w y) / sum(A^H w)
+    ones = np.ones(A.shape[0])
+    start = np.full(A.shape[1], y.sum() / (A.T @ ones).sum())
+    result = deconvolve_dask(da.from_array(y.reshape(20, 18), chunks=10), kernel,
+                             boundary="symmetric", solver="rl", maxiter=4)
+    np.testing.assert_allclose(result.x.compute().ravel(), _numpy_rl(A, y, ones, 0.0, start, 4),
+                               rtol=1e-10)
+    assert np.all(result.x.compute() >= 0)
+    # without maxiter it stops by its own rule: a relative decrease below max(tol, 1e-3)
+    result = deconvolve_dask(da.from_array(y.reshape(20, 18), chunks=10), kernel,
+                             boundary="symmetric", solver="rl", tol=0.03)
+    norms = result.residual_norms
+    assert result.converged and norms[-2] - norms[-1] <= 0.03 * norms[-2]
+    assert np.all(norms[:-2] - norms[1:-1] > 0.03 * norms[:-2])
+
+
+def test_auto_damp_and_frames():
+    rng = np.random.default_rng(7)
+    kernel, A = _problem(rng)
+    frames = np.stack([(A @ rng.random(A.shape[1])).reshape(20, 18) for _ in range(3)])
+    frames += 0.02 * rng.standard_normal(frames.shape)
+    # one image up to 1024 per axis: the crop is the whole image
+    single = deconvolve_dask(da.from_array(frames[0], chunks=8), kernel, boundary="reflect",
+                             maxiter=5)
+    assert single.damp == linconv.deconvolve(frames[0], kernel, boundary="reflect",
+                                             damp="auto").damp
+    assert "central 20x18 crop" in single.message
+    # a stack: frame-parallel; damp per frame
+    damp = 0.05
+    result = deconvolve_dask(da.from_array(frames, chunks=(2, 8, 8)), kernel,
+                             boundary="reflect", damp=damp, solver="cg", tol=1e-10)
+    x, damps, converged = dask.compute(result.x, result.damp, result.converged)
+    assert x.shape == frames.shape and damps.shape == (3,) and converged.all()
+    for frame, estimate in zip(frames, x):
+        expected = np.linalg.solve(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ frame.ravel())
+        np.testing.assert_allclose(estimate.ravel(), expected, atol=1e-7)
+    auto = deconvolve_dask(da.from_array(frames, chunks=(1, 20, 18)), kernel,
+                           boundary="reflect")
+    damps = auto.damp.compute()
+    assert damps.shape == (3,) and np.all(damps > 0)
+
+
+def test_local_cluster_processes():
+    distributed = pytest.importorskip("distributed")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((64, 48))
+    kernel = rng.standard_normal((5, 6))
+    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                  dashboard_address=":0", memory_limit="1GiB") as cluster, \
+            distributed.Client(cluster):
+        dx = da.from_array(x, chunks=(16, 20))
+        y = linconv.convolve(dx, kernel, "same", boundary="wrap").compute()
+        case = Case((64, 48), (5, 6), "same", "wrap")
+        np.testing.assert_allclose(y, oracle_convolve(x, kernel, case), atol=1e-11)
+        result = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=2)
+        on_cluster = result.x.compute()
+    local = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=2)
+    np.testing.assert_allclose(on_cluster, local.x.compute(), rtol=1e-10, atol=1e-12)
