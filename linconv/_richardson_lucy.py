@@ -240,7 +240,8 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     x_{k+1} - v_k``, clipped to ``[0, 1)``.  The reported iterates (callback,
     residual norms, stopping rule, the result) are the points ``v_k`` at which
     the iteration applies ``A``, so the residual norms cost no extra operator
-    application: each iteration applies ``A`` once and ``A^H`` once.
+    application: each iteration applies ``A`` once and ``A^H`` once (to a batch
+    of two images under the automatic stopping rule).
 
     **Total variation** (Dey et al. 2006): forward differences with a
     zero-flux edge, ``|grad x|_eps = sqrt(|grad x|^2 + eps^2)`` with ``eps``
