@@ -72,7 +72,7 @@ def test_eigenvalues_refuse_other_geometries(kwargs, match):
 
 @pytest.mark.parametrize("shape,kshape", [((8,), (3,)), ((7,), (5,)), ((6, 5), (3, 3)),
                                           ((5, 6), (5, 1)), ((4, 3, 5), (3, 3, 1)), ((3,), (7,))])
-def test_dct_eigenvalues_diagonalise_the_symmetric_operator(shape, kshape):
+def test_dct_eigenvalues_diagonalise_the_symmetric_operator(shape, kshape, rng):
     h = symmetric_kernel(kshape, rng)
     lam = linconv.fft.dct_eigenvalues(h, shape)
     A = dense(Case(shape, kshape, "same", "symmetric"), h)
