@@ -2,6 +2,10 @@
 
 import os
 import sys
+import zlib
+
+import numpy as np
+import pytest
 
 # the shared geometry cases and oracles (tests/cases.py) are imported by name
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tests"))
@@ -9,3 +13,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tests"))
 # The docs' code examples run as doctests (*.rst); the Sphinx configuration,
 # extension and build outputs are not test modules.
 collect_ignore = ["docs/conf.py", "docs/_ext", "docs/_build", "docs/generated"]
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id: each test's draws are independent of test order."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

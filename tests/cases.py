@@ -83,6 +83,42 @@ def case_params(cases=CASES):
     return [pytest.param(c, id=c.id) for c in cases]
 
 
+# -- the seeded random-geometry generator, for breadth ------------------------
+def random_cases(seed: int, count: int) -> list[Case]:
+    """`count` random geometries from `seed`: 1- to 3-D, every mode and boundary,
+    explicit pads up to twice the input, strides and dilations up to 3.
+
+    Geometries with no output (a "valid" or padded input shorter than the
+    dilated kernel) are skipped.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        ndim = int(rng.choice([1, 1, 2, 2, 3]))
+        n = tuple(int(v) for v in rng.integers(1, 9 if ndim < 3 else 5, ndim))
+        k = tuple(int(v) for v in rng.integers(1, 6 if ndim < 3 else 4, ndim))
+        stride = tuple(int(v) for v in rng.integers(1, 4, ndim))
+        dilation = tuple(int(v) for v in rng.integers(1, 4, ndim))
+        kind = rng.integers(4)
+        if kind == 3:
+            mode = [tuple(int(p) for p in rng.integers(0, 2 * nn + 3, 2)) for nn in n]
+        else:
+            mode = ["full", "same", "valid"][kind]
+        case = Case(n, k, mode, str(rng.choice(BOUNDARIES)), stride, dilation)
+        spans = [d * (kk - 1) + 1 for kk, d in zip(k, dilation)]
+        if mode == "valid" and any(s > nn for s, nn in zip(spans, n)):
+            continue
+        if isinstance(mode, list) and any(nn + lo + hi < s for nn, (lo, hi), s
+                                          in zip(n, mode, spans)):
+            continue
+        cases.append(case)
+    return cases
+
+
+#: The shared random sweep: 300 seeded geometries, for any backend's breadth test.
+SWEEP = random_cases(seed=2026, count=300)
+
+
 # -- the np.pad oracle --------------------------------------------------------
 def oracle_pads(case: Case) -> list[tuple[int, int]]:
     """Padding per axis from the contract's formulas (written out independently)."""

@@ -8,7 +8,6 @@ import warnings
 import linconv
 from cases import Case, dense_by_columns, oracle_convolve
 
-RNG = np.random.default_rng(12)
 
 
 def gaussian(shape, sigma=1.0):
@@ -67,13 +66,13 @@ PROBLEMS = [  # shape, kernel shape, mode, boundary, solvers
 @pytest.mark.parametrize("shape,kshape,mode,boundary,solvers", PROBLEMS,
                          ids=lambda v: str(v).replace(" ", ""))
 def test_every_solver_reaches_the_regularised_minimiser(shape, kshape, mode, boundary, solvers,
-                                                        regularizer):
+                                                        regularizer, rng):
     kernel = gaussian(kshape)
     A = dense_problem(shape, kernel, mode, boundary)
     x_true = image(shape)
     y = (A @ x_true.ravel()).reshape(-1)
     out_shape = linconv.ConvolutionOperator(kernel, shape, mode, boundary=boundary).output_shape
-    y = y.reshape(out_shape) + 0.01 * RNG.standard_normal(out_shape)
+    y = y.reshape(out_shape) + 0.01 * rng.standard_normal(out_shape)
     damp = 0.05
     R = np.eye(A.shape[1]) if regularizer == "tikhonov" else dense_gradient(shape, boundary)
     expected = exact_solution(A, y, damp, R)
@@ -97,8 +96,8 @@ def disk(radius):
 @pytest.mark.parametrize("boundary,kernel,expected_solver", [
     ("zero", "gaussian", "svd"), ("zero", "disk", "cg"), ("wrap", "disk", "fft"),
     ("symmetric", "gaussian", "fft"), ("reflect", "disk", "cg"), ("edge", "gaussian", "svd")])
-def test_auto_solver_choice(boundary, kernel, expected_solver):
-    y = RNG.standard_normal((16, 16))
+def test_auto_solver_choice(boundary, kernel, expected_solver, rng):
+    y = rng.standard_normal((16, 16))
     kernel = gaussian((3, 3)) if kernel == "gaussian" else disk(1)
     result = linconv.deconvolve(y, kernel, boundary=boundary, damp=0.1)
     assert result.solver == expected_solver and "solver " + expected_solver in result.message
@@ -182,10 +181,10 @@ def test_auto_damp_gradient_regularizer(boundary, regularizer):
 @pytest.mark.parametrize("boundary,kernel,solver", [
     ("wrap", "gaussian", "fft"), ("zero", "gaussian", "svd"), ("zero", "disk", "cg"),
     ("reflect", "disk", "cg")])
-def test_discrepancy_principle_is_met(boundary, kernel, solver):
+def test_discrepancy_principle_is_met(boundary, kernel, solver, rng):
     kernel = gaussian((5, 5)) if kernel == "gaussian" else disk(2)
     y = linconv.convolve(image((32, 32)), kernel, "same", boundary=boundary)
-    y = y + 0.03 * RNG.standard_normal(y.shape)
+    y = y + 0.03 * rng.standard_normal(y.shape)
     result = linconv.deconvolve(y, kernel, boundary=boundary, noise_std=0.03)
     A = dense_problem((32, 32), kernel, "same", boundary)
     residual = np.linalg.norm(A @ result.x.ravel() - y.ravel())
@@ -195,10 +194,10 @@ def test_discrepancy_principle_is_met(boundary, kernel, solver):
 
 
 @pytest.mark.parametrize("shape", [(4096,), (256, 256), (24, 24, 24)])
-def test_noise_estimate(shape):
+def test_noise_estimate(shape, rng):
     smooth = image(shape)
     smooth = linconv.convolve(smooth, gaussian((5,) * len(shape)), "same")
-    estimate = linconv.estimate_noise_std(smooth + 0.05 * RNG.standard_normal(shape))
+    estimate = linconv.estimate_noise_std(smooth + 0.05 * rng.standard_normal(shape))
     assert 0.045 < estimate < 0.056
 
 
@@ -220,7 +219,7 @@ def test_callback_and_residual_history(solver):
     np.testing.assert_allclose(seen[-1], result.x, rtol=1e-12, atol=1e-12)
 
 
-def test_cg_history_costs_no_extra_operator_application(monkeypatch):
+def test_cg_history_costs_no_extra_operator_application(monkeypatch, rng):
     from linconv._operator import GeometryOperator
     calls = {"forward": 0}
     original = GeometryOperator._forward
@@ -229,16 +228,16 @@ def test_cg_history_costs_no_extra_operator_application(monkeypatch):
         calls["forward"] += 1
         return original(self, x)
     monkeypatch.setattr(GeometryOperator, "_forward", counting)
-    y = RNG.standard_normal((24, 24))
+    y = rng.standard_normal((24, 24))
     result = linconv.deconvolve(y, disk(1), damp=0.05, solver="cg", maxiter=30, tol=1e-12)
     assert result.iterations == 30 == len(result.residual_norms)
     assert calls["forward"] <= result.iterations + 2  # one A p per iteration, plus setup
 
 
-def test_weights_remove_masked_samples():
+def test_weights_remove_masked_samples(rng):
     shape, kernel = (14, 13), disk(1)
     A = dense_problem(shape, kernel, "same", "zero")
-    y = linconv.convolve(image(shape), kernel, "same") + 0.01 * RNG.standard_normal(shape)
+    y = linconv.convolve(image(shape), kernel, "same") + 0.01 * rng.standard_normal(shape)
     weights = np.ones(shape)
     weights[3:6, 4:9] = 0.0
     weights[10, :] = 0.5
@@ -261,12 +260,12 @@ def test_weights_remove_masked_samples():
     assert auto.solver == "cg" and np.isfinite(auto.damp)
 
 
-def test_bounds_match_lsq_linear_on_the_dense_system():
+def test_bounds_match_lsq_linear_on_the_dense_system(rng):
     import scipy.optimize
     shape, kernel = (12, 11), gaussian((3, 3))
     A = dense_problem(shape, kernel, "same", "zero")
     y = linconv.convolve(np.clip(image(shape), 0, None), kernel, "same")
-    y = y + 0.05 * RNG.standard_normal(shape)
+    y = y + 0.05 * rng.standard_normal(shape)
     damp = 0.1
     stacked = np.vstack([A, damp * np.eye(A.shape[1])])
     rhs = np.concatenate([y.ravel(), np.zeros(A.shape[1])])
@@ -278,11 +277,11 @@ def test_bounds_match_lsq_linear_on_the_dense_system():
     assert capped.x.max() <= 0.5 + 1e-12
 
 
-def test_frames_are_independent_with_a_damp_each():
+def test_frames_are_independent_with_a_damp_each(rng):
     shape, kernel = (16, 16), gaussian((5, 5))
     A = dense_problem(shape, kernel, "same", "reflect")
     clean = linconv.convolve(image(shape), kernel, "same", boundary="reflect")
-    stack = np.stack([clean + s * RNG.standard_normal(shape) for s in (0.1, 0.01, 0.001)])
+    stack = np.stack([clean + s * rng.standard_normal(shape) for s in (0.1, 0.01, 0.001)])
     stack = stack.reshape(3, 1, *shape)
     result = linconv.deconvolve(stack, kernel, boundary="reflect")
     assert result.x.shape == stack.shape and result.damp.shape == (3, 1)
@@ -295,16 +294,16 @@ def test_frames_are_independent_with_a_damp_each():
 
 
 @pytest.mark.parametrize("kernel_dtype", [np.float64, np.float32, np.int64])
-def test_float32_in_float32_out(kernel_dtype):
-    y = RNG.standard_normal((16, 16)).astype(np.float32)
+def test_float32_in_float32_out(kernel_dtype, rng):
+    y = rng.standard_normal((16, 16)).astype(np.float32)
     kernel = np.ones((3, 3), dtype=kernel_dtype)
     result = linconv.deconvolve(y, kernel, damp=0.5)
     assert result.x.dtype == np.float32
     assert linconv.deconvolve(y.astype(np.float64), kernel, damp=0.5).x.dtype == np.float64
 
 
-def test_arguments_the_solver_cannot_use():
-    y, kernel = RNG.standard_normal((12, 12)), gaussian((3, 3))
+def test_arguments_the_solver_cannot_use(rng):
+    y, kernel = rng.standard_normal((12, 12)), gaussian((3, 3))
     M = np.eye(144)
     with pytest.raises(ValueError, match=r"solver 'fft' does not use `preconditioner`"):
         linconv.deconvolve(y, kernel, boundary="wrap", solver="fft", damp=0.1, preconditioner=M)
@@ -321,14 +320,14 @@ def test_arguments_the_solver_cannot_use():
     assert result.solver == "fft"
 
 
-def test_undamped_solve_of_noisy_data_warns():
+def test_undamped_solve_of_noisy_data_warns(rng):
     kernel = gaussian((7, 7), 2.0)
-    y = linconv.convolve(image((32, 32)), kernel, "same") + 0.01 * RNG.standard_normal((32, 32))
+    y = linconv.convolve(image((32, 32)), kernel, "same") + 0.01 * rng.standard_normal((32, 32))
     with pytest.warns(UserWarning, match=r"`damp`=0 on data with noise"):
         linconv.deconvolve(y, kernel, damp=0, solver="cg", maxiter=5)
 
 
-def test_progress_line_without_tqdm(monkeypatch, capsys):
+def test_progress_line_without_tqdm(monkeypatch, capsys, rng):
     import builtins
     real_import = builtins.__import__
 
@@ -337,12 +336,12 @@ def test_progress_line_without_tqdm(monkeypatch, capsys):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_tqdm)
-    linconv.deconvolve(RNG.standard_normal((32, 32)), disk(1), damp=0.1, progress=True)
+    linconv.deconvolve(rng.standard_normal((32, 32)), disk(1), damp=0.1, progress=True)
     assert "deconvolve (cg): iteration" in capsys.readouterr().err  # disk: not separable
 
 
-def test_inputs_are_not_modified():
-    y = RNG.standard_normal((16, 16))
+def test_inputs_are_not_modified(rng):
+    y = rng.standard_normal((16, 16))
     kernel = gaussian((3, 3))
     x0 = np.ones((16, 16))
     copies = y.copy(), kernel.copy(), x0.copy()
@@ -352,9 +351,9 @@ def test_inputs_are_not_modified():
         np.testing.assert_array_equal(original, copy)
 
 
-def test_x0_warm_start_converges_at_once():
+def test_x0_warm_start_converges_at_once(rng):
     kernel = gaussian((3, 3))
-    y = RNG.standard_normal((16, 16))
+    y = rng.standard_normal((16, 16))
     first = linconv.deconvolve(y, kernel, damp=0.1, tol=1e-10, solver="cg")
     again = linconv.deconvolve(y, kernel, damp=0.1, tol=1e-8, x0=first.x, solver="cg")
     assert again.iterations <= 1
@@ -452,7 +451,7 @@ def test_auto_damp_in_1d_3d_and_every_mode(shape, kshape, mode, boundary):
         np.testing.assert_allclose(residual, 0.01 * np.sqrt(y.size), rtol=0.05)
 
 
-def test_a_boundary_rule_that_does_not_fit_the_data_warns():
+def test_a_boundary_rule_that_does_not_fit_the_data_warns(rng):
     """Data cut out of a larger scene (no inverse crime): zero and periodic models ring."""
     n, k = 96, 7
     kernel = gaussian((k, k), 1.5)
@@ -468,5 +467,5 @@ def test_a_boundary_rule_that_does_not_fit_the_data_warns():
         linconv.deconvolve(y, kernel, mode="valid")
         for boundary in ("zero", "wrap", "reflect"):
             model_data = linconv.convolve(scene[:n, :n], kernel, "same", boundary=boundary)
-            linconv.deconvolve(model_data + 0.01 * RNG.standard_normal((n, n)), kernel,
+            linconv.deconvolve(model_data + 0.01 * rng.standard_normal((n, n)), kernel,
                                boundary=boundary)

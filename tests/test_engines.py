@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 
 import linconv
-from cases import (BOUNDARIES, CASES, Case, case_params, check_operator_contract,
-                   oracle_correlate, random_array)
-from test_sweep import SWEEP
+from cases import (BOUNDARIES, CASES, SWEEP, Case, case_params, check_operator_contract,
+                   dense_by_columns, oracle_convolve, oracle_correlate, random_array)
 
 METHODS = ["direct", "fft", "sparse", "auto"]
-RNG = np.random.default_rng(11)
 
 
 def _assert_close(actual, expected, rtol, x=None, h=None):
@@ -29,9 +27,9 @@ def _assert_close(actual, expected, rtol, x=None, h=None):
 @pytest.mark.parametrize("case", case_params())
 @pytest.mark.parametrize("kernel_dtype,data_dtype", [
     (np.float64, np.float64), (np.complex128, np.float64), (np.float64, np.complex128)])
-def test_methods_against_oracle(method, case, kernel_dtype, data_dtype):
-    h = random_array(RNG, case.kernel_shape, kernel_dtype)
-    x = random_array(RNG, (2,) + case.input_shape, data_dtype)
+def test_methods_against_oracle(method, case, kernel_dtype, data_dtype, rng):
+    h = random_array(rng, case.kernel_shape, kernel_dtype)
+    x = random_array(rng, (2,) + case.input_shape, data_dtype)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
                                      method=method, **case.options())
     expected = np.stack([oracle_correlate(xi, h, case) for xi in x])
@@ -40,7 +38,7 @@ def test_methods_against_oracle(method, case, kernel_dtype, data_dtype):
     n = int(np.prod(case.input_shape))
     dense = np.stack([oracle_correlate(e.reshape(case.input_shape), h, case).ravel()
                       for e in np.eye(n)], axis=1)
-    y = random_array(RNG, (2, dense.shape[0]), data_dtype)
+    y = random_array(rng, (2, dense.shape[0]), data_dtype)
     _assert_close(op.H.matmat(y.T).T, y @ dense.conj(), 1e-12, y, h)
     _assert_close(op.T.matmat(y.T).T, y @ dense, 1e-12, y, h)
 
@@ -88,15 +86,15 @@ def bands(monkeypatch):
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("case", case_params(LARGE))
-def test_large_inputs(method, case, bands):
-    h = random_array(RNG, case.kernel_shape, np.float64)
-    x = random_array(RNG, (2,) + case.input_shape, np.float64)
+def test_large_inputs(method, case, bands, rng):
+    h = random_array(rng, case.kernel_shape, np.float64)
+    x = random_array(rng, (2,) + case.input_shape, np.float64)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
                                      method=method, **case.options())
     expected = np.stack([oracle_correlate(xi, h, case) for xi in x])
     _assert_close(op.apply(x), expected, 1e-12, x, h)
     # the adjoint by the dot test against the oracle's forward: <A x, y> = <x, A^H y>
-    y = random_array(RNG, (2,) + op.output_shape, np.float64)
+    y = random_array(rng, (2,) + op.output_shape, np.float64)
     lhs = np.vdot(expected, y)
     rhs = np.vdot(x, op.H.apply(y))
     assert abs(lhs - rhs) <= 1e-12 * np.abs(h).sum() * np.linalg.norm(x) * np.linalg.norm(y)
@@ -106,9 +104,9 @@ def test_large_inputs(method, case, bands):
 
 @pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
 @pytest.mark.parametrize("case", case_params(CASES[::3] + LARGE[::4]))
-def test_float32_stays_float32(method, case):
-    h = random_array(RNG, case.kernel_shape, np.float32)
-    x = random_array(RNG, case.input_shape, np.float32)
+def test_float32_stays_float32(method, case, rng):
+    h = random_array(rng, case.kernel_shape, np.float32)
+    x = random_array(rng, case.input_shape, np.float32)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=True,
                                      method=method, **case.options())
     assert op.dtype == np.float32
@@ -118,9 +116,9 @@ def test_float32_stays_float32(method, case):
 
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
-def test_complex64(method):
-    h = random_array(RNG, (4, 3), np.complex64)
-    x = random_array(RNG, (20, 17), np.complex64)
+def test_complex64(method, rng):
+    h = random_array(rng, (4, 3), np.complex64)
+    x = random_array(rng, (20, 17), np.complex64)
     case = Case((20, 17), (4, 3), "same", "reflect")
     op = linconv.ConvolutionOperator(h, x.shape, "same", boundary="reflect", correlate=True,
                                      method=method)
@@ -130,20 +128,27 @@ def test_complex64(method):
 
 @pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("case", case_params(CASES[::5]))
-def test_contract_for_every_method(method, case):
-    h = random_array(RNG, case.kernel_shape, np.complex128)
+def test_contract_for_every_method(method, case, rng):
+    h = random_array(rng, case.kernel_shape, np.complex128)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, method=method,
                                      **case.options())
     assert op.method == method
-    check_operator_contract(op, RNG)
+    check_operator_contract(op, rng)
 
 
-def test_tosparse_from_matrix_free_methods():
-    h = RNG.standard_normal((3, 4))
-    dense = linconv.convolution_matrix(h, (9, 8), "same", boundary="edge").toarray()
-    for method in ("direct", "fft"):
-        op = linconv.ConvolutionOperator(h, (9, 8), "same", boundary="edge", method=method)
-        np.testing.assert_array_equal(op.tosparse().toarray(), dense)
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("case", case_params([
+    Case((9, 8), (3, 4), "same", "edge"), Case((9, 8), (3, 4), "same", "reflect", (2, 1), (1, 2)),
+    Case((7, 6), (2, 3), ((0, 3), (2, 1)), "wrap", (1, 2))]))
+def test_tosparse_from_matrix_free_methods(method, case, rng):
+    """A matrix-free operator's matrix is the oracle's, built column by column."""
+    h = rng.integers(-9, 10, case.kernel_shape).astype(float)  # integer taps: exact sums
+    dense = dense_by_columns(lambda e: oracle_convolve(e, h, case),
+                             int(np.prod(case.input_shape)), case.input_shape)
+    op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, method=method,
+                                     **case.options())
+    assert op.method == method
+    np.testing.assert_array_equal(op.tosparse().toarray(), dense)
 
 
 @pytest.mark.parametrize("shape,kernel,expected", [
@@ -156,10 +161,10 @@ def test_auto_choices(shape, kernel, expected):
     assert choose_method(g, np.ones(kernel)) == expected
 
 
-def test_convolve_methods_agree_with_scipy():
+def test_convolve_methods_agree_with_scipy(rng):
     import scipy.signal
-    x = RNG.standard_normal((70, 65))
-    h = RNG.standard_normal((6, 5))
+    x = rng.standard_normal((70, 65))
+    h = rng.standard_normal((6, 5))
     expected = scipy.signal.convolve(x, h, "full")
     for method in METHODS:
         _assert_close(linconv.convolve(x, h, method=method), expected, 1e-12)

@@ -9,7 +9,6 @@ import linconv
 from cases import (CASES, Case, case_params, check_operator_contract, dense_by_columns,
                    oracle_convolve, oracle_correlate, random_array)
 
-RNG = np.random.default_rng(6)
 
 
 def dense(case, kernel, correlate=False):
@@ -18,8 +17,8 @@ def dense(case, kernel, correlate=False):
                             case.input_shape, dtype=np.result_type(kernel, float))
 
 
-def symmetric_kernel(shape):
-    k = RNG.random(shape) + 0.5
+def symmetric_kernel(shape, rng):
+    k = rng.random(shape) + 0.5
     for axis in range(k.ndim):
         k = k + np.flip(k, axis)
     return k
@@ -27,9 +26,9 @@ def symmetric_kernel(shape):
 
 @pytest.mark.parametrize("case", case_params(CASES))
 @pytest.mark.parametrize("correlate", [False, True])
-def test_fft_convolve_every_geometry(case, correlate):
-    h = random_array(RNG, case.kernel_shape, np.complex128)
-    x = random_array(RNG, case.input_shape, np.float64)
+def test_fft_convolve_every_geometry(case, correlate, rng):
+    h = random_array(rng, case.kernel_shape, np.complex128)
+    x = random_array(rng, case.input_shape, np.float64)
     fn = linconv.fft.correlate if correlate else linconv.fft.convolve
     oracle = oracle_correlate if correlate else oracle_convolve
     np.testing.assert_allclose(fn(x, h, case.mode, **case.options()), oracle(x, h, case),
@@ -42,12 +41,12 @@ CIRCULANT = [((8,), (3,)), ((7,), (4,)), ((5,), (9,)), ((6, 5), (3, 3)), ((6, 5)
 
 @pytest.mark.parametrize("shape,kshape", CIRCULANT)
 @pytest.mark.parametrize("correlate", [False, True])
-def test_eigenvalues_diagonalise_the_periodic_operator(shape, kshape, correlate):
-    h = random_array(RNG, kshape, np.complex128)
+def test_eigenvalues_diagonalise_the_periodic_operator(shape, kshape, correlate, rng):
+    h = random_array(rng, kshape, np.complex128)
     lam = linconv.fft.eigenvalues(h, shape, correlate=correlate)
     assert lam.shape == shape
     A = dense(Case(shape, kshape, "same", "wrap"), h, correlate)
-    x = random_array(RNG, shape, np.complex128)
+    x = random_array(rng, shape, np.complex128)
     np.testing.assert_allclose(np.fft.ifftn(lam * np.fft.fftn(x)).ravel(), A @ x.ravel(),
                                rtol=1e-12, atol=1e-12)
     # the eigenvalues of a circulant matrix are its spectrum: compare as multisets
@@ -55,11 +54,11 @@ def test_eigenvalues_diagonalise_the_periodic_operator(shape, kshape, correlate)
                                np.sort_complex(lam.ravel()), rtol=1e-9, atol=1e-9)
 
 
-def test_eigenvalues_explicit_padding_is_circulant_too():
-    h = RNG.standard_normal(4)
+def test_eigenvalues_explicit_padding_is_circulant_too(rng):
+    h = rng.standard_normal(4)
     lam = linconv.fft.eigenvalues(h, (9,), mode=(3, 0))
     A = dense(Case((9,), (4,), (3, 0), "wrap"), h)
-    x = RNG.standard_normal(9)
+    x = rng.standard_normal(9)
     np.testing.assert_allclose(np.fft.ifft(lam * np.fft.fft(x)).real, A @ x, rtol=1e-12)
 
 
@@ -73,8 +72,8 @@ def test_eigenvalues_refuse_other_geometries(kwargs, match):
 
 @pytest.mark.parametrize("shape,kshape", [((8,), (3,)), ((7,), (5,)), ((6, 5), (3, 3)),
                                           ((5, 6), (5, 1)), ((4, 3, 5), (3, 3, 1)), ((3,), (7,))])
-def test_dct_eigenvalues_diagonalise_the_symmetric_operator(shape, kshape):
-    h = symmetric_kernel(kshape)
+def test_dct_eigenvalues_diagonalise_the_symmetric_operator(shape, kshape, rng):
+    h = symmetric_kernel(kshape, rng)
     lam = linconv.fft.dct_eigenvalues(h, shape)
     A = dense(Case(shape, kshape, "same", "symmetric"), h)
     n = int(np.prod(shape))
@@ -94,28 +93,28 @@ def test_dct_eigenvalues_need_a_symmetric_odd_kernel():
     ("wrap", (9,), (4,)), ("wrap", (6, 5), (3, 2)), ("wrap", (4, 3, 3), (3, 2, 2)),
     ("symmetric", (9,), (3,)), ("symmetric", (6, 5), (3, 5)), ("symmetric", (4, 3, 3), (3, 1, 3))])
 @pytest.mark.parametrize("damp", [0.0, 0.3])
-def test_solve_equals_dense_normal_equations(boundary, shape, kshape, damp):
-    h = symmetric_kernel(kshape) if boundary == "symmetric" else RNG.standard_normal(kshape)
+def test_solve_equals_dense_normal_equations(boundary, shape, kshape, damp, rng):
+    h = symmetric_kernel(kshape, rng) if boundary == "symmetric" else rng.standard_normal(kshape)
     h[(0,) * len(kshape)] += 3.0 if boundary == "wrap" else 0.0  # keep it invertible
     A = dense(Case(shape, kshape, "same", boundary), h)
-    y = RNG.standard_normal(shape)
+    y = rng.standard_normal(shape)
     expected = np.linalg.solve(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y.ravel())
     x = linconv.fft.solve(y, h, boundary=boundary, damp=damp)
     assert x.shape == shape
     np.testing.assert_allclose(x.ravel(), expected, rtol=1e-9, atol=1e-10)
 
 
-def test_solve_complex_kernel_and_correlation():
-    h = random_array(RNG, (3, 2), np.complex128) + 2
-    y = random_array(RNG, (5, 6), np.complex128)
+def test_solve_complex_kernel_and_correlation(rng):
+    h = random_array(rng, (3, 2), np.complex128) + 2
+    y = random_array(rng, (5, 6), np.complex128)
     A = dense(Case((5, 6), (3, 2), "same", "wrap"), h, correlate=True)
     expected = np.linalg.solve(A.conj().T @ A + 0.1 * np.eye(30), A.conj().T @ y.ravel())
     x = linconv.fft.solve(y, h, damp=np.sqrt(0.1), correlate=True)
     np.testing.assert_allclose(x.ravel(), expected, rtol=1e-9)
 
 
-def test_solve_float32_stays_float32():
-    y = RNG.standard_normal((16, 16)).astype(np.float32)
+def test_solve_float32_stays_float32(rng):
+    y = rng.standard_normal((16, 16)).astype(np.float32)
     assert linconv.fft.solve(y, np.array([[0.1, 1.0, 0.1]], np.float32), damp=0.1).dtype == \
         np.float32
 
@@ -144,26 +143,26 @@ def test_errors(call, error, match):
         call()
 
 
-def test_circulant_preconditioner_inverts_the_periodic_normal_matrix():
-    h = RNG.standard_normal((3, 4))
+def test_circulant_preconditioner_inverts_the_periodic_normal_matrix(rng):
+    h = rng.standard_normal((3, 4))
     op = linconv.ConvolutionOperator(h, (8, 7), "same", boundary="wrap")
     M = linconv.fft.preconditioner(op, damp=0.3, kind="circulant")
     assert M.transform == "fft"
-    v = RNG.standard_normal(56)
+    v = rng.standard_normal(56)
     np.testing.assert_allclose(M @ (op.H @ (op @ v) + 0.09 * v), v, rtol=1e-10)
-    check_operator_contract(M, RNG)
+    check_operator_contract(M, rng)
 
 
-def test_dct_preconditioner_inverts_the_symmetric_normal_matrix():
-    h = symmetric_kernel((3, 5))
+def test_dct_preconditioner_inverts_the_symmetric_normal_matrix(rng):
+    h = symmetric_kernel((3, 5), rng)
     op = linconv.ConvolutionOperator(h, (8, 7), "same", boundary="symmetric")
     M = linconv.fft.preconditioner(op, damp=0.2)
     assert M.transform == "dct"
-    v = RNG.standard_normal(56)
+    v = rng.standard_normal(56)
     np.testing.assert_allclose(M @ (op.H @ (op @ v) + 0.04 * v), v, rtol=1e-10)
 
 
-def test_preconditioning_zero_boundary_blur():
+def test_preconditioning_zero_boundary_blur(rng):
     """The issue's case: 256x256, 9x9 Gaussian (sigma 2), damp 0.02, cg to rtol 1e-6."""
     r = np.arange(-4, 5)
     g = np.exp(-r**2 / 8.0)
@@ -172,7 +171,7 @@ def test_preconditioning_zero_boundary_blur():
     damp = 0.02
     x_true = np.zeros((256, 256))
     x_true[64:192, 64:192] = 1.0
-    y = op.apply(x_true) + 0.01 * RNG.standard_normal((256, 256))
+    y = op.apply(x_true) + 0.01 * rng.standard_normal((256, 256))
     normal = spla.LinearOperator(op.shape, dtype=float,
                                  matvec=lambda v: op.H @ (op @ v) + damp**2 * v)
     b = op.H @ y.ravel()

@@ -18,8 +18,6 @@ import scipy.signal
 import linconv
 from cases import BOUNDARIES, Case, oracle_convolve, oracle_correlate, random_array
 
-RNG = np.random.default_rng(1212)
-
 
 def layouts(x: np.ndarray):
     """The same values in every layout numpy hands out."""
@@ -36,7 +34,13 @@ def layouts(x: np.ndarray):
     yield "list", x.tolist()
 
 
-def random_geometry(rng):
+def random_geometries(seed: int, count: int):
+    """Geometries for the layout test: sizes of at least 3, unit dilation, stride <= 2."""
+    rng = np.random.default_rng(seed)
+    return [_random_geometry(rng) for _ in range(count)]
+
+
+def _random_geometry(rng):
     ndim = int(rng.integers(1, 4))
     n = tuple(int(v) for v in rng.integers(3, 9 if ndim < 3 else 6, ndim))
     k = tuple(int(v) for v in rng.integers(1, 4, ndim))
@@ -48,12 +52,11 @@ def random_geometry(rng):
     return Case(n, k, mode, boundary, stride, 1)
 
 
-GEOMETRIES = [random_geometry(RNG) for _ in range(12)]
+GEOMETRIES = random_geometries(seed=1212, count=12)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in GEOMETRIES])
-def test_every_layout_gives_the_same_result(case):
-    rng = np.random.default_rng(abs(hash(case.id)) % 2**32)
+def test_every_layout_gives_the_same_result(case, rng):
     h = random_array(rng, case.kernel_shape)
     x = random_array(rng, case.input_shape)
     expected = oracle_convolve(x, h, case)
@@ -292,10 +295,10 @@ def test_float16_kernels_and_data_compute_in_float32():
                                                              "same") @ x.astype(np.float32).ravel())
 
 
-def test_zero_dim_arrays_where_ints_are_taken():
+def test_zero_dim_arrays_where_ints_are_taken(rng):
     case = Case((9, 8), (3, 3), 1, "zero", (2, 1), (1, 2))
-    x = RNG.standard_normal(case.input_shape)
-    h = RNG.standard_normal(case.kernel_shape)
+    x = rng.standard_normal(case.input_shape)
+    h = rng.standard_normal(case.kernel_shape)
     y = linconv.correlate(x, h, np.array(1), stride=(np.array(2), 1),
                           dilation=[1, np.int64(2)])
     np.testing.assert_allclose(y, oracle_correlate(x, h, case), rtol=1e-12)

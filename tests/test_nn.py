@@ -10,7 +10,6 @@ import scipy.signal
 import linconv
 from cases import check_operator_contract, random_array
 
-RNG = np.random.default_rng(4)
 METHODS = ["sparse", "direct", "fft", "auto"]
 
 
@@ -41,11 +40,11 @@ def _torch_conv(torch, ndim):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("case", conv_grid(), ids=lambda c: "-".join(map(str, c)))
-def test_conv_against_torch(case, method):
+def test_conv_against_torch(case, method, rng):
     torch = pytest.importorskip("torch")
     ndim, c_in, c_out, groups, kernel, stride, padding, dilation = case
-    w = RNG.standard_normal((c_out, c_in // groups) + kernel)
-    x = RNG.standard_normal((2, c_in) + _spatial(ndim))
+    w = rng.standard_normal((c_out, c_in // groups) + kernel)
+    x = rng.standard_normal((2, c_in) + _spatial(ndim))
     expected = _torch_conv(torch, ndim)(torch.tensor(x), torch.tensor(w), stride=stride,
                                         padding=padding, dilation=dilation, groups=groups).numpy()
     op = linconv.conv_operator(w, x.shape[1:], stride=stride, padding=padding,
@@ -62,13 +61,13 @@ def test_conv_against_torch(case, method):
     (1, (3,), 1, 2, 1, 1), (2, (3, 3), 1, "same", 1, 1), (2, (2, 3), (2, 1), (1, 2), (1, 1), 2),
     (2, (4, 4), 1, "same", 1, 2), (3, (3, 2, 3), 1, 1, (1, 1, 2), 1)])
 def test_conv_padding_modes_against_torch_module(padding_mode, method, ndim, kernel, stride,
-                                                 padding, dilation, groups):
+                                                 padding, dilation, groups, rng):
     torch = pytest.importorskip("torch")
     c_in, c_out = 4, 2
     module = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[ndim](
         c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
         bias=False, padding_mode=padding_mode, dtype=torch.float64)
-    x = RNG.standard_normal((2, c_in) + _spatial(ndim))
+    x = rng.standard_normal((2, c_in) + _spatial(ndim))
     expected = module(torch.tensor(x)).detach().numpy()
     w = module.weight.detach().numpy()
     op = linconv.conv_operator(w, x.shape[1:], stride=stride, padding=padding,
@@ -88,12 +87,12 @@ def transpose_grid():
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("case", transpose_grid(), ids=lambda c: "-".join(map(str, c)))
-def test_conv_transpose_against_torch(case, method):
+def test_conv_transpose_against_torch(case, method, rng):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
     ndim, c_in, c_out, groups, kernel, stride, padding, output_padding, dilation = case
-    w = RNG.standard_normal((c_in, c_out // groups) + kernel)
-    x = RNG.standard_normal((2, c_in) + _spatial(ndim))
+    w = rng.standard_normal((c_in, c_out // groups) + kernel)
+    x = rng.standard_normal((2, c_in) + _spatial(ndim))
     fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[ndim]
     expected = fn(torch.tensor(x), torch.tensor(w), stride=stride, padding=padding,
                   output_padding=output_padding, groups=groups, dilation=dilation).numpy()
@@ -108,16 +107,16 @@ def test_conv_transpose_against_torch(case, method):
 
 @pytest.mark.parametrize("kernel,dilation,padding,stride", [
     ((2, 2), 1, 0, 1), ((3, 2), (1, 2), 1, (2, 1)), ((3, 3), 2, (2, 1), 3), (2, 1, 0, 2)])
-def test_unfold_fold_against_torch(kernel, dilation, padding, stride):
+def test_unfold_fold_against_torch(kernel, dilation, padding, stride, rng):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
-    x = RNG.standard_normal((2, 3, 9, 8))
+    x = rng.standard_normal((2, 3, 9, 8))
     kw = dict(dilation=dilation, padding=padding, stride=stride)
     expected = F.unfold(torch.tensor(x), kernel, **kw).numpy()
     cols = linconv.unfold(x, kernel, **kw)
     np.testing.assert_array_equal(cols, expected)
     np.testing.assert_array_equal(linconv.unfold(x[0], kernel, **kw), expected[0])
-    c = RNG.standard_normal(cols.shape)
+    c = rng.standard_normal(cols.shape)
     np.testing.assert_allclose(linconv.fold(c, (9, 8), kernel, **kw),
                                F.fold(torch.tensor(c), (9, 8), kernel, **kw).numpy(), rtol=1e-13)
 
@@ -128,15 +127,21 @@ def test_worked_im2col_example_matches_torch():
     x = np.array([[16, 24, 32], [47, 18, 26], [68, 12, 9]], dtype=float)
     w = np.array([[[[0, -1], [1, 0]]], [[[5, 4], [3, 2]]]], dtype=float)
     expected = F.conv2d(torch.tensor(x)[None, None], torch.tensor(w)).numpy()[0]
+    # the worked numbers of test_worked_im2col_example are torch's
     np.testing.assert_array_equal(expected, [[[23, -14], [50, -14]], [[353, 354], [535, 248]]])
+    cols = linconv.unfold(x[None], 2)
+    np.testing.assert_array_equal(cols, F.unfold(torch.tensor(x)[None, None], 2).numpy()[0])
+    np.testing.assert_array_equal((w.reshape(2, 4) @ cols).reshape(expected.shape), expected)
+    np.testing.assert_array_equal((linconv.conv_matrix(w, (1, 3, 3)) @ x.ravel()).reshape(
+        expected.shape), expected)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "complex128"])
-def test_dtypes_against_torch(dtype):
+def test_dtypes_against_torch(dtype, rng):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
-    w = random_array(RNG, (4, 2, 3, 3), dtype)
-    x = random_array(RNG, (2, 4, 7, 6), dtype)
+    w = random_array(rng, (4, 2, 3, 3), dtype)
+    x = random_array(rng, (2, 4, 7, 6), dtype)
     expected = F.conv2d(torch.tensor(x), torch.tensor(w), padding=1, groups=2).numpy()
     for method in ("sparse", "direct", "fft"):
         y = linconv.conv_operator(w, x.shape[1:], padding=1, groups=2, method=method).apply(x)
@@ -161,23 +166,23 @@ def test_worked_im2col_example():
         np.testing.assert_allclose(y, expected, atol=1e-10)
 
 
-def test_transposed_convolution_is_the_transpose_4x4_3x3():
-    w = RNG.standard_normal((1, 1, 3, 3))
+def test_transposed_convolution_is_the_transpose_4x4_3x3(rng):
+    w = rng.standard_normal((1, 1, 3, 3))
     A = linconv.conv_matrix(w, (1, 4, 4), padding="valid")
     assert A.shape == (4, 16)
     T = linconv.conv_transpose_matrix(w, (1, 2, 2))
     assert T.shape == (16, 4)
     np.testing.assert_array_equal(T.toarray(), A.toarray().T)
     # and it is scipy's full convolution of each 2x2 input with the kernel
-    y = RNG.standard_normal((2, 2))
+    y = rng.standard_normal((2, 2))
     np.testing.assert_allclose((T @ y.ravel()).reshape(4, 4),
                                scipy.signal.convolve(y, w[0, 0], "full"), rtol=1e-13)
 
 
 @pytest.mark.parametrize("case", transpose_grid(), ids=lambda c: "-".join(map(str, c)))
-def test_conv_transpose_matrix_is_conv_matrix_transposed(case):
+def test_conv_transpose_matrix_is_conv_matrix_transposed(case, rng):
     ndim, c_in, c_out, groups, kernel, stride, padding, output_padding, dilation = case
-    w = RNG.standard_normal((c_in, c_out // groups) + kernel)
+    w = rng.standard_normal((c_in, c_out // groups) + kernel)
     in_shape = (c_in,) + _spatial(ndim)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     T = linconv.conv_transpose_matrix(w, in_shape, output_padding=output_padding, **kw)
@@ -192,8 +197,8 @@ def test_conv_transpose_matrix_is_conv_matrix_transposed(case):
     np.testing.assert_array_equal(T.toarray(), A[rows].T)
 
 
-def test_block_structure_and_groups():
-    w = RNG.integers(-3, 4, (4, 1, 2, 2))  # depthwise-style: groups = 2, 2 in -> 4 out
+def test_block_structure_and_groups(rng):
+    w = rng.integers(-3, 4, (4, 1, 2, 2))  # depthwise-style: groups = 2, 2 in -> 4 out
     A = linconv.conv_matrix(w, (2, 5, 5), groups=2).toarray()
     n_out, n_in = 16, 25
     for o, c in itertools.product(range(4), range(2)):
@@ -205,17 +210,17 @@ def test_block_structure_and_groups():
             assert not block.any()
 
 
-def test_pointwise_is_kron():
-    W = RNG.standard_normal((3, 5))
+def test_pointwise_is_kron(rng):
+    W = rng.standard_normal((3, 5))
     for ndim, spatial in ((1, (7,)), (2, (4, 3)), (3, (2, 3, 2))):
         A = linconv.conv_matrix(linconv.pointwise_conv_weight(W, ndim), (5,) + spatial)
         np.testing.assert_allclose(A.toarray(), np.kron(W, np.eye(int(np.prod(spatial)))))
 
 
-def test_dense_layer_as_convolution_slides_over_windows():
-    W = RNG.standard_normal((6, 2 * 3 * 3))
+def test_dense_layer_as_convolution_slides_over_windows(rng):
+    W = rng.standard_normal((6, 2 * 3 * 3))
     conv_w = linconv.dense_to_conv(W, (2, 3, 3))
-    big = RNG.standard_normal((2, 7, 6))
+    big = rng.standard_normal((2, 7, 6))
     y = linconv.conv_operator(conv_w, big.shape).apply(big)
     for i, j in itertools.product(range(5), range(4)):
         np.testing.assert_allclose(y[:, i, j], W @ big[:, i:i + 3, j:j + 3].ravel(), rtol=1e-12)
@@ -223,15 +228,15 @@ def test_dense_layer_as_convolution_slides_over_windows():
 
 @pytest.mark.parametrize("kernel,dilation,padding,stride", [
     ((2, 2), 1, 0, 1), ((3, 2), (1, 2), 1, (2, 1)), ((3,), 2, (2, 1), 3), ((2, 2, 2), 1, 1, 2)])
-def test_unfold_matrix_and_fold_adjoint(kernel, dilation, padding, stride):
+def test_unfold_matrix_and_fold_adjoint(kernel, dilation, padding, stride, rng):
     shape = (3,) + (7, 6, 5)[:len(kernel)]
-    x = RNG.standard_normal(shape)
+    x = rng.standard_normal(shape)
     kw = dict(dilation=dilation, padding=padding, stride=stride)
     cols = linconv.unfold(x, kernel, **kw)
     M = linconv.unfold_matrix(shape, kernel, **kw)
     np.testing.assert_array_equal(M @ x.ravel(), cols.ravel())
     # fold is the exact adjoint of unfold: <unfold x, c> == <x, fold c>
-    c = RNG.standard_normal(cols.shape)
+    c = rng.standard_normal(cols.shape)
     folded = linconv.fold(c, shape[1:], kernel, **kw)
     assert folded.shape == shape
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, folded), rtol=1e-12)
@@ -254,24 +259,24 @@ def test_unfold_matrix_and_fold_adjoint(kernel, dilation, padding, stride):
 
 @pytest.mark.parametrize("method", ["sparse", "direct", "fft"])
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-def test_layer_operator_contract(method, dtype):
-    w = random_array(RNG, (4, 2, 3, 2), dtype)
+def test_layer_operator_contract(method, dtype, rng):
+    w = random_array(rng, (4, 2, 3, 2), dtype)
     op = linconv.conv_operator(w, (4, 6, 7), stride=(2, 1), padding=1, groups=2,
                                padding_mode="reflect", method=method)
-    check_operator_contract(op, RNG)
+    check_operator_contract(op, rng)
     t = linconv.conv_transpose_operator(w, (4, 5, 6), stride=2, padding=1, output_padding=1,
                                         groups=2, method=method)
-    check_operator_contract(t, RNG)
+    check_operator_contract(t, rng)
     # transposed convolution = transpose of the convolution's operator, never conjugated
-    x = random_array(RNG, t.shape[1], dtype)
+    x = random_array(rng, t.shape[1], dtype)
     np.testing.assert_allclose(t @ x, t.H.T.T.H @ x, rtol=1e-12)
     assert pickle.loads(pickle.dumps(t)).output_shape == t.output_shape
 
 
-def test_apply_takes_batches_and_single_inputs():
-    w = RNG.standard_normal((3, 2, 3, 3))
+def test_apply_takes_batches_and_single_inputs(rng):
+    w = rng.standard_normal((3, 2, 3, 3))
     op = linconv.conv_operator(w, (2, 8, 8), padding="same")
-    x = RNG.standard_normal((5, 2, 8, 8))
+    x = rng.standard_normal((5, 2, 8, 8))
     y = op.apply(x)
     assert y.shape == (5, 3, 8, 8)
     np.testing.assert_allclose(op.apply(x[3]), y[3], rtol=1e-12)

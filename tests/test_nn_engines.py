@@ -14,7 +14,6 @@ without data arrays: their phase placements and tap offsets against
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
 import numpy as np
 import pytest
@@ -52,11 +51,6 @@ def _id(layer):
                     .replace(",", "x") for k, v in kw.items())
     return (f"{c_in}to{c_out}-g{groups}-n{'x'.join(map(str, spatial))}-"
             f"k{'x'.join(map(str, kernel))}-{opts}")
-
-
-@pytest.fixture
-def rng(request):
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
 def _engines_for(op, w):

@@ -11,23 +11,22 @@ import linconv
 from cases import (CASES, case_params, check_operator_contract, oracle_convolve,
                    oracle_correlate, random_array)
 
-RNG = np.random.default_rng(7)
 
 
 @pytest.mark.parametrize("case", case_params())
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
-def test_operator_contract(case, dtype):
-    h = random_array(RNG, case.kernel_shape, dtype)
+def test_operator_contract(case, dtype, rng):
+    h = random_array(rng, case.kernel_shape, dtype)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, **case.options())
     assert op.dtype == dtype
-    check_operator_contract(op, RNG)
+    check_operator_contract(op, rng)
 
 
 @pytest.mark.parametrize("case", case_params(CASES[::4]))
 @pytest.mark.parametrize("correlate", [False, True])
-def test_operator_against_oracle_forward_and_dense_adjoint(case, correlate):
-    h = random_array(RNG, case.kernel_shape, np.complex128)
-    x = random_array(RNG, case.input_shape, np.complex128)
+def test_operator_against_oracle_forward_and_dense_adjoint(case, correlate, rng):
+    h = random_array(rng, case.kernel_shape, np.complex128)
+    x = random_array(rng, case.input_shape, np.complex128)
     op = linconv.ConvolutionOperator(h, case.input_shape, case.mode, correlate=correlate,
                                      **case.options())
     oracle = oracle_correlate if correlate else oracle_convolve
@@ -37,15 +36,15 @@ def test_operator_against_oracle_forward_and_dense_adjoint(case, correlate):
     # adjoint and transpose against dense linear algebra on the oracle's matrix
     dense = np.stack([oracle(e.reshape(case.input_shape), h, case).ravel()
                       for e in np.eye(x.size)], axis=1)
-    y = random_array(RNG, expected.size, np.complex128)
+    y = random_array(rng, expected.size, np.complex128)
     np.testing.assert_allclose(op.H @ y, dense.conj().T @ y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(op.T @ y, dense.T @ y, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(op.toarray(), dense, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(op.H.toarray(), dense.conj().T, rtol=1e-12, atol=1e-12)
 
 
-def test_attributes_and_kernel_not_flipped():
-    h = RNG.standard_normal((2, 3))
+def test_attributes_and_kernel_not_flipped(rng):
+    h = rng.standard_normal((2, 3))
     op = linconv.ConvolutionOperator(h, (5, 6), "valid", stride=(1, 2))
     assert op.input_shape == (5, 6) and op.output_shape == (4, 2)
     assert op.shape == (8, 30)
@@ -59,21 +58,21 @@ def test_attributes_and_kernel_not_flipped():
 @pytest.mark.parametrize("kernel_dtype,expected", [
     (np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64),
     (np.int16, np.float32), (np.complex64, np.complex64), (np.complex128, np.complex128)])
-def test_dtype_rule(kernel_dtype, expected):
-    h = random_array(RNG, (3,), kernel_dtype)
+def test_dtype_rule(kernel_dtype, expected, rng):
+    h = random_array(rng, (3,), kernel_dtype)
     op = linconv.ConvolutionOperator(h, 8)
     assert op.dtype == expected
     for x_dtype in (np.float32, np.float64, np.complex64, np.int64):
-        x = random_array(RNG, 8, x_dtype)
+        x = random_array(rng, 8, x_dtype)
         want = np.result_type(x, op.dtype)
         assert (op @ x).dtype == want
         assert op.apply(x).dtype == want
-        assert (op.H @ random_array(RNG, 10, x_dtype)).dtype == want
+        assert (op.H @ random_array(rng, 10, x_dtype)).dtype == want
 
 
-def test_float32_accuracy():
-    h = RNG.standard_normal((5, 5)).astype(np.float32)
-    x = RNG.standard_normal((16, 16)).astype(np.float32)
+def test_float32_accuracy(rng):
+    h = rng.standard_normal((5, 5)).astype(np.float32)
+    x = rng.standard_normal((16, 16)).astype(np.float32)
     y = linconv.ConvolutionOperator(h, x.shape, "same").apply(x)
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, scipy.signal.convolve(x.astype(float), h.astype(float), "same"),
@@ -86,10 +85,10 @@ def test_explicit_dtype():
     assert (op @ np.ones(6, np.float32)).dtype == np.complex64
 
 
-def test_apply_batch_axes():
-    h = RNG.standard_normal((3, 2))
+def test_apply_batch_axes(rng):
+    h = rng.standard_normal((3, 2))
     op = linconv.ConvolutionOperator(h, (6, 5), "same", boundary="wrap")
-    x = RNG.standard_normal((4, 2, 6, 5))
+    x = rng.standard_normal((4, 2, 6, 5))
     y = op.apply(x)
     assert y.shape == (4, 2, 6, 5)
     for idx in np.ndindex(4, 2):
@@ -104,12 +103,12 @@ def test_tosparse_returns_independent_copy():
     assert op.tosparse("csc").format == "csc"
 
 
-def test_operators_pickle():
-    op = linconv.ConvolutionOperator(RNG.standard_normal((3, 3)), (7, 7), "same",
+def test_operators_pickle(rng):
+    op = linconv.ConvolutionOperator(rng.standard_normal((3, 3)), (7, 7), "same",
                                      boundary="reflect")
     for o in (op, op.T, op.H):
         clone = pickle.loads(pickle.dumps(o))
-        x = RNG.standard_normal(o.shape[1])
+        x = rng.standard_normal(o.shape[1])
         np.testing.assert_array_equal(clone @ x, o @ x)
 
 

@@ -10,9 +10,7 @@ import sympy
 
 import linconv
 import linconv.symbolic as ls
-from cases import CASES, case_params
-
-RNG = np.random.default_rng(8)
+from cases import CASES, case_params, dense_by_columns, oracle_convolve, oracle_correlate
 
 
 def _substitute(matrix, symbols, values):
@@ -27,21 +25,26 @@ def _exact(values):
 
 @pytest.mark.parametrize("case", case_params(CASES[::2]))
 @pytest.mark.parametrize("correlate", [False, True])
-def test_substitution_gives_the_numeric_matrix(case, correlate):
+def test_substitution_gives_the_numeric_matrix(case, correlate, rng):
     h = ls.kernel_symbols(case.kernel_shape)
     build = ls.correlation_matrix if correlate else ls.convolution_matrix
     numeric = linconv.correlation_matrix if correlate else linconv.convolution_matrix
     M = build(h, case.input_shape, case.mode, **case.options())
-    values = RNG.integers(-9, 10, case.kernel_shape)
+    values = rng.integers(-9, 10, case.kernel_shape)
     A = numeric(values, case.input_shape, case.mode, **case.options())
     assert M.shape == A.shape
     np.testing.assert_array_equal(_substitute(M, h, values).astype(np.int64), A.toarray())
+    # both against the np.pad oracle's matrix, column by column (integer taps: exact)
+    oracle = oracle_correlate if correlate else oracle_convolve
+    dense = dense_by_columns(lambda e: oracle(e, values.astype(float), case),
+                             int(np.prod(case.input_shape)), case.input_shape)
+    np.testing.assert_array_equal(_substitute(M, h, values).astype(np.int64), dense)
 
 
 @pytest.mark.parametrize("case", case_params(CASES[1::5]))
-def test_rationals_stay_exact(case):
+def test_rationals_stay_exact(case, rng):
     h = ls.kernel_symbols(case.kernel_shape)
-    fractions = RNG.integers(1, 7, case.kernel_shape) / 7  # as floats for the numeric side
+    fractions = rng.integers(1, 7, case.kernel_shape) / 7  # as floats for the numeric side
     rationals = np.vectorize(lambda v: sympy.Rational(Fraction(v).limit_denominator(7)),
                              otypes=[object])(fractions)
     M = ls.convolution_matrix(rationals, case.input_shape, case.mode, **case.options())
@@ -58,9 +61,9 @@ def test_rationals_stay_exact(case):
     dict(stride=1, padding="same", groups=1, padding_mode="reflect"),
     dict(stride=(1, 2), padding=1, groups=1, padding_mode="replicate"),
     dict(stride=1, padding=(1, 2), dilation=(2, 1), groups=2, padding_mode="circular")])
-def test_layer_matrices_substitute_to_numeric(kw):
+def test_layer_matrices_substitute_to_numeric(kw, rng):
     w = ls.kernel_symbols((4, 2, 2, 3), "w")
-    values = RNG.integers(-5, 6, w.shape)
+    values = rng.integers(-5, 6, w.shape)
     shape = (4 if kw["groups"] == 2 else 2, 5, 6)
     if kw["groups"] == 1:
         w, values = w[:, :2], values[:, :2]
@@ -69,15 +72,15 @@ def test_layer_matrices_substitute_to_numeric(kw):
     np.testing.assert_array_equal(_substitute(M, w, values).astype(np.int64), A.toarray())
     t_kw = {k: v for k, v in kw.items() if k in ("stride", "groups")}
     wt = ls.kernel_symbols((4, 2, 3, 2), "w")
-    vt = RNG.integers(-5, 6, wt.shape)
+    vt = rng.integers(-5, 6, wt.shape)
     T = ls.conv_transpose_matrix(wt, (4, 3, 3), padding=1, output_padding=0, **t_kw)
     At = linconv.conv_transpose_matrix(vt, (4, 3, 3), padding=1, **t_kw)
     np.testing.assert_array_equal(_substitute(T, wt, vt).astype(np.int64), At.toarray())
 
 
-def test_transpose_and_adjoint_match_numeric():
+def test_transpose_and_adjoint_match_numeric(rng):
     h = ls.kernel_symbols((2, 3))
-    values = RNG.integers(-4, 5, (2, 3)) + 1j * RNG.integers(-4, 5, (2, 3))
+    values = rng.integers(-4, 5, (2, 3)) + 1j * rng.integers(-4, 5, (2, 3))
     M = ls.convolution_matrix(h, (4, 4), "same", boundary="reflect", stride=(1, 2))
     A = linconv.convolution_matrix(values, (4, 4), "same", boundary="reflect", stride=(1, 2))
     mapping = dict(zip(h.ravel(), [sympy.sympify(complex(v)) for v in values.ravel()]))

@@ -13,7 +13,6 @@ import scipy.signal
 import linconv
 import linconv._engines as engines
 
-RNG = np.random.default_rng(2024)
 
 
 def _child_apply(op, x, queue):
@@ -21,13 +20,13 @@ def _child_apply(op, x, queue):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_forked_child_applies_after_a_banded_direct_apply(monkeypatch):
+def test_forked_child_applies_after_a_banded_direct_apply(monkeypatch, rng):
     monkeypatch.setattr(engines, "BAND_MIN", 64)
     calls = []
     real = engines._pool
     monkeypatch.setattr(engines, "_pool", lambda workers: calls.append(workers) or real(workers))
-    x = RNG.standard_normal((96, 64))
-    h = RNG.standard_normal((3, 3))
+    x = rng.standard_normal((96, 64))
+    h = rng.standard_normal((3, 3))
     op = linconv.ConvolutionOperator(h, x.shape, "same", method="direct")
     with linconv.set_workers(2):
         parent = op.apply(x)  # the module's thread pool now has live threads
@@ -52,12 +51,12 @@ def _dtype_oracle(x, h, mode):
 
 
 @pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
-def test_eight_threads_share_one_operator(method, monkeypatch):
+def test_eight_threads_share_one_operator(method, monkeypatch, rng):
     monkeypatch.setattr(engines, "BAND_MIN", 64)
-    h = RNG.standard_normal((5, 4)).astype(np.float32)
+    h = rng.standard_normal((5, 4)).astype(np.float32)
     shape = (48, 40)
     op = linconv.ConvolutionOperator(h, shape, "same", method=method)  # nothing computed yet
-    inputs = [RNG.standard_normal((2,) + shape).astype(np.float32 if i % 2 else np.float64)
+    inputs = [rng.standard_normal((2,) + shape).astype(np.float32 if i % 2 else np.float64)
               for i in range(8)]
     barrier = threading.Barrier(8)
 
@@ -118,9 +117,9 @@ def test_available_cpus_follows_the_cgroup_quota(monkeypatch, tmp_path):
         engines.available_cpus.cache_clear()
 
 
-def test_fft_follows_scipy_and_linconv_worker_settings(monkeypatch):
-    x = RNG.standard_normal((64, 64))
-    h = RNG.standard_normal((9, 9))
+def test_fft_follows_scipy_and_linconv_worker_settings(monkeypatch, rng):
+    x = rng.standard_normal((64, 64))
+    h = rng.standard_normal((9, 9))
     expected = scipy.signal.convolve(x, h, "same")
     seen = []
     real = scipy.fft.rfftn
