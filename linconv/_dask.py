@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._engines import set_workers
 from ._geometry import AxisGeometry, Geometry
 from ._operator import GeometryOperator, ShapedOperator, _View, operator_dtype
 from ._sparse import correlation_weights
@@ -396,6 +397,17 @@ def _whole_block(chunked, adjoint, block):
     return op.H.apply(block) if adjoint else op.apply(block)
 
 
+def _one_thread(block_function):
+    """Blocks of a chunked array run in parallel over dask's workers, each on one thread:
+    linconv's own threads inside every block would oversubscribe the cores."""
+    @functools.wraps(block_function)
+    def run(*args, **kwargs):
+        with set_workers(1):
+            return block_function(*args, **kwargs)
+    return run
+
+
+@_one_thread
 def _forward_block(chunked, plans, s0, block, block_id=None):
     """One output block: the valid correlation of the padded samples it reads."""
     crops, sizes = [], []
@@ -410,6 +422,7 @@ def _forward_block(chunked, plans, s0, block, block_id=None):
     return local.apply(block[(Ellipsis,) + tuple(crops)])
 
 
+@_one_thread
 def _adjoint_block(chunked, plans, s0, block, block_id=None):
     """One padded block of ``C^H S^T y``: the local adjoint of the outputs reaching into it."""
     nd = len(plans)
