@@ -626,32 +626,6 @@ class Geometry:
         return (grid, np.broadcast_to(phase, full).reshape(-1),
                 np.broadcast_to(offset, full).reshape(-1))
 
-    def to_phases(self, xp: np.ndarray) -> np.ndarray:
-        """``(..., *padded)`` -> ``(prod(strides), ..., *grid)`` (zeros past the end)."""
-        grid, _, _ = self.polyphase()
-        lead = xp.shape[:xp.ndim - self.ndim]
-        full = np.zeros(lead + tuple(g * ax.stride for g, ax in zip(grid, self.axes)), xp.dtype)
-        full[(Ellipsis,) + tuple(slice(0, n) for n in self.padded_shape)] = xp
-        split = full.reshape(lead + tuple(v for g, ax in zip(grid, self.axes)
-                                          for v in (g, ax.stride)))
-        nl = len(lead)
-        order = [nl + 2 * a + 1 for a in range(self.ndim)] + list(range(nl)) + \
-            [nl + 2 * a for a in range(self.ndim)]
-        return split.transpose(order).reshape((-1,) + lead + grid)
-
-    def from_phases(self, phases: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`to_phases`, cropped to the padded shape."""
-        grid = phases.shape[phases.ndim - self.ndim:]
-        lead = phases.shape[1:phases.ndim - self.ndim]
-        nl = len(lead)
-        split = phases.reshape(self.strides + lead + grid)
-        order = list(range(self.ndim, self.ndim + nl))
-        for a in range(self.ndim):
-            order += [self.ndim + nl + a, a]
-        full = split.transpose(order).reshape(
-            lead + tuple(g * ax.stride for g, ax in zip(grid, self.axes)))
-        return full[(Ellipsis,) + tuple(slice(0, n) for n in self.padded_shape)]
-
 
 def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.ndarray:
     """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] += kernel[m]`` per axis.
