@@ -10,6 +10,8 @@ operator.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import scipy.fft as sp_fft
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, svds
@@ -188,7 +190,7 @@ def singular_values(op, k: int | None = None) -> np.ndarray:
     if k >= count - 1 or op.shape[0] * op.shape[1] <= DENSE_LIMIT:  # small, or beyond svds
         return np.sort(_dense_singular_values(op))[::-1][:k]
     values = svds(_float64_operator(op), k=k, ncv=min(count - 1, max(2 * k + 1, 40)),
-                  tol=SVDS_TOL, return_singular_vectors=False, rng=np.random.default_rng(0))
+                  tol=SVDS_TOL, return_singular_vectors=False, **_SVDS_SEED)
     return np.sort(values)[::-1]
 
 
@@ -223,6 +225,11 @@ def operator_norm(op) -> float:
     if min(op.shape) == 1:
         return float(_dense_singular_values(aslinearoperator(op))[0])
     return float(singular_values(op, k=1)[0])
+
+
+# scipy 1.15 renamed svds' `random_state` to `rng`; the floor (1.12) has only the former
+_SVDS_SEED = ({"rng": np.random.default_rng(0)}
+              if "rng" in inspect.signature(svds).parameters else {"random_state": 0})
 
 
 def dottest(op, *, tol: float | None = None, rng=None) -> float:
