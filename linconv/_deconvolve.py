@@ -991,10 +991,10 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
     ``noise_std * sqrt(sum w)`` (Morozov's discrepancy principle).  The noise
     level, when not given, is the smaller of two robust estimates (the finest
     Haar details, and the DCT coefficients the kernel attenuates most; see
-:func:`estimate_noise_std`); an estimated level is raised by two standard
+    :func:`estimate_noise_std`); an estimated level is raised by two standard
     errors of the estimate (1-7 %), since too low a target collapses the damp
-    where the residual curve is flat.  "fft" and "svd" evaluate the residual exactly
-    for every damp; the iterative solvers start from the spectral model of the
+    where the residual curve is flat.  "fft" and "svd" evaluate the residual
+    exactly for every damp; the iterative solvers start from the spectral model of the
     "same" operator and correct the damp by Newton steps on the exact residual.
     Over noise levels from 10 % down to 0.1 % this lands within about 1 dB of
     the best Tikhonov damp (``benchmarks/bench_deconvolve.py``; a kernel that
