@@ -53,6 +53,7 @@ import numpy as np
 import scipy.fft as sp_fft
 from scipy import ndimage
 
+from . import _pattern
 from ._geometry import Geometry, align_leads, place_circular
 from ._plans import STACK_MAX, layer_plan
 from ._sparse import correlation_csr
@@ -201,7 +202,8 @@ class SparseEngine:
     def __init__(self, geometry: Geometry, weights: np.ndarray):
         self.geometry = geometry
         self.weights_given = weights
-        geometry.check_pattern_memory(len(geometry.active_taps(weights)[1]), weights.itemsize)
+        _pattern.check_pattern_memory(geometry, len(geometry.active_taps(weights)[1]),
+                                      weights.itemsize)
         self._matrices = _Lazy(self._build)
 
     def _build(self, adjoint: bool):
@@ -214,7 +216,7 @@ class SparseEngine:
 
     def workspace_bytes(self, batch: int, itemsize: int) -> int:
         g = self.geometry
-        built = 0 if False in self._matrices._cache else g.pattern_nbytes(
+        built = 0 if False in self._matrices._cache else _pattern.pattern_nbytes(g, 
             len(g.active_taps(self.weights_given)[1]), self.weights_given.itemsize)
         copies = 1 if batch == 1 else 2  # a batch is transposed through the product
         return built + copies * batch * (g.input_size + g.output_size) * itemsize
@@ -908,7 +910,7 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
 
 def choose_method(geometry: Geometry, weights: np.ndarray) -> str:
     """The method "auto" uses for this geometry and weights (see the module docs)."""
-    if geometry.pattern_bound(len(geometry.active_taps(weights)[1])) <= SPARSE_LIMIT:
+    if _pattern.pattern_bound(geometry, len(geometry.active_taps(weights)[1])) <= SPARSE_LIMIT:
         return "sparse"
     costs = estimated_seconds(geometry, weights)
     return min(costs, key=costs.get)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from . import _pattern
 from ._geometry import Channels, Geometry
 from ._operator import GeometryOperator, _View, frozen_copy, operator_dtype
 from ._validation import (as_array, as_format, as_int_tuple, as_kernel, as_method, as_padding,
@@ -402,9 +403,9 @@ def unfold_matrix(input_shape, kernel_size, *, dilation=1, padding=0, stride=1, 
     g = _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd)
     channels = input_shape[0]
     # rows, columns (int64) and values, then the CSR copy: refused from sizes alone
-    check_memory(g.pattern_nbytes(itemsize=1) + g.pattern_bound() * channels * 34,
+    check_memory(_pattern.pattern_nbytes(g, itemsize=1) + _pattern.pattern_bound(g) * channels * 34,
                  "the unfold matrix")
-    pattern = g.pattern(itemsize=1)
+    pattern = _pattern.pattern(g, itemsize=1)
     taps = math.prod(g.kernel_shape)
     windows = math.prod(g.spatial_output_shape)
     spatial = math.prod(g.spatial_input_shape)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import _pattern
 from ._geometry import Geometry
 from ._validation import as_format, as_kernel
 
@@ -26,7 +27,7 @@ def correlation_csr(geometry: Geometry, weights: np.ndarray) -> sp.csr_array:
     if weights.dtype == np.float16:  # scipy.sparse cannot store float16: exact in float32
         weights = weights.astype(np.float32)
     per_tap, taps = geometry.active_taps(weights)
-    pattern = geometry.pattern(taps, itemsize=weights.itemsize)
+    pattern = _pattern.pattern(geometry, taps, itemsize=weights.itemsize)
     chosen = per_tap[:, :, taps]
     matrix = sp.csr_array((pattern.values(chosen), pattern.indices, pattern.indptr),
                           shape=(geometry.output_size, geometry.input_size))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _pattern
 from ._geometry import Geometry
 from ._nn import _conv_geometry, _transpose_geometry
 from ._sparse import correlation_weights
@@ -81,7 +82,7 @@ def _sparse_matrix(geometry: Geometry, rows, cols, values):
 def _matrix(geometry: Geometry, weights: np.ndarray):
     """The ImmutableSparseMatrix of the correlation with symbolic `weights`."""
     per_tap, taps = geometry.active_taps(weights)
-    pattern = geometry.pattern(taps, what="the symbolic matrix")
+    pattern = _pattern.pattern(geometry, taps, what="the symbolic matrix")
     values = pattern.values(per_tap[:, :, taps])
     rows, cols = pattern.rows(), pattern.indices
     if not pattern.canonical:  # several taps read the same sample: add them

@@ -11,6 +11,7 @@ import scipy.signal
 import sympy
 
 import linconv
+import linconv._pattern
 import linconv.symbolic
 from linconv.__main__ import MATRIX_HELP, main
 from linconv._build import build_matrix, render
@@ -136,11 +137,9 @@ def test_numeric_and_rational_values(capsys):
 
 def test_huge_inputs_build_only_the_printed_block(monkeypatch, capsys):
     """No full pattern: the geometry's whole-matrix pattern is never asked for."""
-    from linconv._geometry import Geometry
-
     def refuse(*args, **kwargs):
         raise AssertionError("the whole pattern was built")
-    monkeypatch.setattr(Geometry, "pattern", refuse)
+    monkeypatch.setattr(linconv._pattern, "pattern", refuse)
     code, out, err = run(capsys, "matrix", "--input", "100000x100000", "--kernel", "3x3",
                          "--mode", "same", "--max-size", "4")
     assert code == 0, err

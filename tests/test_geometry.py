@@ -5,6 +5,7 @@ import pytest
 
 from cases import NUMPY_PAD_MODE
 from linconv import Geometry
+from linconv._pattern import pattern
 from linconv._geometry import AxisGeometry
 
 
@@ -54,7 +55,7 @@ def test_one_d_bare_pair_is_lo_hi():
 def test_pattern_coo_matches_dense_definition():
     """rows/indices/taps against a direct evaluation of A[i, j] = w[(j + lo - i*s)/d]."""
     g = Geometry.from_args((3,), (9,), (2, 1), stride=2, dilation=2)
-    p = g.pattern()
+    p = pattern(g)
     ax = g.axes[0]
     got = {(r, c): t for r, c, t in zip(p.rows(), p.indices, p.taps)}
     expected = {}

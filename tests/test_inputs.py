@@ -16,6 +16,7 @@ import scipy.ndimage
 import scipy.signal
 
 import linconv
+import linconv._pattern
 from cases import BOUNDARIES, Case, oracle_convolve, oracle_correlate, random_array
 
 
@@ -414,11 +415,9 @@ def test_sparse_adjoint_of_few_outputs_allocates_only_its_result():
 
 
 def test_unfold_matrix_refusal_is_sized_before_any_pattern(monkeypatch):
-    from linconv._geometry import Geometry
-
     def no_pattern(*args, **kwargs):
         raise AssertionError("the pattern was built before the memory check")
-    monkeypatch.setattr(Geometry, "pattern", no_pattern)
+    monkeypatch.setattr(linconv._pattern, "pattern", no_pattern)
     peak, _ = _peak_bytes(_refused(
         lambda: linconv.unfold_matrix((64, 8192, 8192), (3, 3), padding=1),
         r"the unfold matrix needs about .* GiB.*matrix-free"))
