@@ -36,6 +36,7 @@ CPU time per core stays steady.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -44,7 +45,7 @@ import time
 import numpy as np
 
 import linconv
-from _harness import print_table, race
+from _harness import cpu_race, print_table, race
 
 # name -> (batch, C_in, C_out, spatial, kernel, keyword arguments, transposed)
 CASES = {
@@ -117,16 +118,18 @@ def main(argv=None):
     baseline = load_baseline(args.baseline) if args.baseline else None
     import torch
 
-    from linconv import _engines
+    threads = 1 if args.cpu else linconv.get_workers()
+    with contextlib.ExitStack() as stack:
+        if args.cpu:
+            stack.enter_context(linconv.set_workers(1))  # one thread: CPU time is steady
+            if baseline is not None:
+                baseline._engines.CORES = 1
+        torch.set_num_threads(threads)
+        run(args, baseline, threads, cpu_race if args.cpu else race)
 
-    threads = 1 if args.cpu else _engines._layer_workers()
-    if args.cpu:
-        from calibrate import cpu_race
-        _engines._layer_workers = lambda: 1
-        if baseline is not None:
-            baseline._engines.CORES = 1
-    torch.set_num_threads(threads)
-    timer = cpu_race if args.cpu else race
+
+def run(args, baseline, threads, timer):
+    import torch
     rng = np.random.default_rng(0)
     rows = []
     for name in args.case:

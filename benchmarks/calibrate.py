@@ -25,31 +25,17 @@ The single-channel engines' constants (DIRECT_NS, FFT_NS) are calibrated by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 import linconv
 from linconv import _engines
-from _harness import race
-
-
-def cpu_race(funcs: dict, repeat: int) -> dict:
-    """Median CPU seconds of this thread per function, round-robin."""
-    for func in funcs.values():
-        func()
-    times = {name: [] for name in funcs}
-    for _ in range(repeat):
-        for name, func in funcs.items():
-            start = time.thread_time()
-            func()
-            times[name].append(time.thread_time() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+from _harness import cpu_race, race
 
 # (batch, C_in, C_out, groups, spatial): 3x3 kernels, padding 1
 LAYERS = [
@@ -69,14 +55,20 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--wall", action="store_true", help="wall-clock time, all threads")
     args = parser.parse_args(argv)
-    cores = _engines._layer_workers()
+    cores = linconv.get_workers()
     if not args.wall:
         if os.environ.get("OPENBLAS_NUM_THREADS") != "1":  # BLAS reads it at import
             env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                        MKL_NUM_THREADS="1", LINCONV_CALIBRATE_CORES=str(cores))
             sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
         cores = int(os.environ.get("LINCONV_CALIBRATE_CORES", cores))
-        _engines._layer_workers = lambda: 1
+    with contextlib.ExitStack() as stack:
+        if not args.wall:
+            stack.enter_context(linconv.set_workers(1))  # one thread: CPU time is steady
+        measure(args, cores)
+
+
+def measure(args, cores):
     rng = np.random.default_rng(0)
     gemm_rows, gemm_times, dw_work, dw_times = [], [], [], []
     for batch, c_in, c_out, groups, spatial in LAYERS:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.optimize
 
+from ._deconvolve import MAD_TO_STD
+
 __all__ = ["RLOutcome", "richardson_lucy", "noise_variance_model", "MAX_ITERATIONS"]
 
 MAX_ITERATIONS = 500  # safety cap of the automatic stopping rule (``maxiter=None``)
-MAD_TO_STD = 0.6744897501960817  # Phi^{-1}(3/4): the MAD of a standard Gaussian
 
 
 @dataclass(frozen=True)
