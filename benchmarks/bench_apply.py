@@ -46,7 +46,6 @@ def peers(h, boundary, adjoint):
     except ImportError:
         return out
     if boundary == "zero":
-        shape = None
         if h.ndim == 1:
             make = lambda n: pylops.signalprocessing.Convolve1D(n, h, offset=len(h) // 2,
                                                                 method="fft")

@@ -25,7 +25,7 @@ import scipy.optimize
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ._fft import SpectralModel, _damp, _is_symmetric
+from ._fft import SpectralModel, _damp
 from ._engines import get_workers
 from ._geometry import Geometry
 from ._operator import ConvolutionOperator
@@ -1077,7 +1077,6 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
 
 
 def _solve_frame(setup, table, solver, options, y, index, damps, x0):
-    nb = len(index)
     weights = None if options.weights is None else options.weights[index]
     background = options.background
     if np.ndim(background) and np.ndim(background) > y.ndim:

@@ -54,8 +54,10 @@ import scipy.fft as sp_fft
 from scipy import ndimage
 
 from . import _pattern
-from ._geometry import Geometry, align_leads, place_circular
-from ._plans import STACK_MAX, layer_plan
+from ._factors import (circular_kernel, dilate, extend, extend_adjoint, place_circular,
+                       subsample, tap_slices, upsample)
+from ._geometry import Geometry
+from ._plans import STACK_MAX, SparsePlan, direct_plan, fft_plan, layer_plan, polyphase
 from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
@@ -199,11 +201,12 @@ class SparseEngine:
 
     name = "sparse"
 
-    def __init__(self, geometry: Geometry, weights: np.ndarray):
+    def __init__(self, geometry: Geometry, weights: np.ndarray, reason: str = ""):
         self.geometry = geometry
         self.weights_given = weights
-        _pattern.check_pattern_memory(geometry, len(geometry.active_taps(weights)[1]),
-                                      weights.itemsize)
+        ntaps = len(geometry.active_taps(weights)[1])
+        _pattern.check_pattern_memory(geometry, ntaps, weights.itemsize)
+        self.plan = SparsePlan("sparse", reason, _pattern.pattern_bound(geometry, ntaps))
         self._matrices = _Lazy(self._build)
 
     def _build(self, adjoint: bool):
@@ -290,86 +293,82 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _ndimage_correlate(x, weights, leads, out_shape, mode):
-    """``y[i] = sum_m w[m] * ext(x)[i + m - lead]`` for ``i < out_shape`` on every axis.
+def _cut_and_pad(x, step):
+    """The crop and zero pad of an :class:`~linconv._plans.NdimagePass` on a batch."""
+    if step.crop is None:
+        return x
+    return np.pad(x[(slice(None),) + tuple(slice(*c) for c in step.crop)], ((0, 0),) + step.pad)
 
-    ``x`` is a batch ``(B, *shape)``, ``weights`` ``(1, *k)`` (ndimage conjugates
-    complex weights: pass them conjugated).  Needs ``0 <= lead <= span - 1`` and
-    ``out <= len`` per axis unless `mode` is "constant" (then it pads).
+
+def _ndimage_correlate(x, weights, step) -> np.ndarray:
+    """Run the :class:`~linconv._plans.NdimagePass` `step` on a batch ``(B, *shape)``.
+
+    ``weights`` is ``(1, *k)`` (ndimage conjugates complex weights: pass them
+    conjugated).  Bands of rows run in parallel (ndimage releases the GIL), each
+    written in place, then the plan's seam rows are redone.
     """
-    spans = weights.shape[1:]
-    if mode == "constant":
-        x, leads = align_leads(x, leads, spans, out_shape)
+    x = _cut_and_pad(x, step)
     if weights.dtype.kind == "c" and x.dtype.kind != "c":
         x = x.astype(np.result_type(x, weights))
-    origin = [0] + [lead - span // 2 for lead, span in zip(leads, spans)]
-    crop = (slice(None),) + tuple(slice(0, n) for n in out_shape)
-    rows, span, lead = x.shape[1], spans[0], leads[0]
+    origin = (0,) + step.origin
+    crop = (slice(None),) + tuple(slice(0, n) for n in step.out_shape)
     workers = get_workers()
-    bands = min(workers, x.size // BAND_MIN, rows // (2 * span))
-    if bands <= 1:
-        return ndimage.correlate(x, weights, mode=mode, cval=0.0, origin=origin)[crop]
-
-    # Bands of rows in parallel (ndimage releases the GIL), each written in place and
-    # extended by ndimage as if it were the whole image; then the rows that read
-    # across a band seam (or, for "grid-wrap", across the image edge) are redone.
+    count = step.band_count(workers, len(x), BAND_MIN)
+    if count == 1:
+        return ndimage.correlate(x, weights, mode=step.mode, cval=0.0, origin=origin)[crop]
+    bands = step.bands(count)
     out = np.empty(x.shape, dtype=np.result_type(x, weights))
-    edges = np.linspace(0, rows, bands + 1).astype(int)
-    jobs = [_pool(workers).submit(ndimage.correlate, x[:, r0:r1], weights, mode=mode, cval=0.0,
-                           origin=origin, output=out[:, r0:r1])
+    edges = bands.edges
+    jobs = [_pool(workers).submit(ndimage.correlate, x[:, r0:r1], weights, mode=step.mode,
+                                  cval=0.0, origin=origin, output=out[:, r0:r1])
             for r0, r1 in zip(edges[:-1], edges[1:])]
     for job in jobs:
         job.result()
-    after = span - 1 - lead  # rows read past the output row
-    redo = [(e - after, e + lead) for e in edges[1:-1]]
-    if mode == "grid-wrap":
-        redo += [(0, lead), (rows - after, rows)]
-    for f0, f1 in redo:
-        if f1 > f0:
-            source = np.arange(f0 - lead, f1 + after) % rows
-            local = ndimage.correlate(x.take(source, axis=1), weights, mode=mode, cval=0.0,
-                                      origin=origin)
-            out[:, f0:f1] = local[:, lead:lead + f1 - f0]
+    for f0, f1, source in bands.redo:
+        local = ndimage.correlate(x.take(source, axis=1), weights, mode=step.mode, cval=0.0,
+                                  origin=origin)
+        out[:, f0:f1] = local[:, bands.lead:bands.lead + f1 - f0]
     return out[crop]
 
 
-# scipy.ndimage's names for linconv's boundaries
-_NDIMAGE_MODE = {"zero": "constant", "wrap": "grid-wrap", "reflect": "mirror",
-                 "symmetric": "reflect", "edge": "nearest"}
-
-
 class DirectEngine(_MatrixOnDemand):
-    """Spatial-domain correlation with scipy.ndimage (C loops over the non-zero taps).
+    """Spatial-domain correlation with scipy.ndimage (C loops over the non-zero taps),
+    executing a :class:`~linconv._plans.DirectPlan`.
 
     Forward: ndimage extends the input by the boundary rule itself when the
     padding is within the kernel span and the outputs lie inside the input;
-    otherwise the geometry extends it first.  Adjoint: the full correlation
+    otherwise the input is extended first.  Adjoint: the full correlation
     with the flipped conjugate kernel, then the fold ``P^T`` (for the zero
     boundary, directly on the input's window).
     """
 
     name = "direct"
 
-    def __init__(self, geometry: Geometry, weights: np.ndarray):
+    def __init__(self, geometry: Geometry, weights: np.ndarray, reason: str = ""):
         self.geometry = geometry
         self.weights_given = weights
         self.real_kernel = weights.dtype.kind != "c"
-        dilated = geometry.dilate(weights)
-        self.weights = np.conj(dilated)[None]  # ndimage conjugates: undo it
-        self.adjoint_weights = np.flip(dilated, axis=tuple(range(geometry.ndim)))[None]
-        self.native = geometry.boundary == "zero" or geometry.pads_within_span
+        self._reason = reason
+        self._plan = None
+
+    @property
+    def plan(self):
+        """The :class:`~linconv._plans.DirectPlan` this engine executes (computed once)."""
+        if self._plan is None:
+            g = self.geometry
+            dilated = dilate(g, self.weights_given)
+            self.weights = np.conj(dilated)[None]  # ndimage conjugates: undo it
+            self.adjoint_weights = np.flip(dilated, axis=tuple(range(g.ndim)))[None]
+            self._plan = direct_plan(g, self._reason)
+        return self._plan
 
     def forward(self, x):
         g = self.geometry
         if x.dtype.char not in _NDIMAGE_DTYPES:
             return self._taps_forward(x)
-        if self.native:
-            y1 = _ndimage_correlate(x, self.weights, [ax.lo for ax in g.axes], g.sampled_shape,
-                                    _NDIMAGE_MODE[g.boundary])
-        else:
-            y1 = _ndimage_correlate(g.extend(x), self.weights, [0] * g.ndim, g.sampled_shape,
-                                    "constant")
-        return g.subsample(y1)
+        plan = self.plan
+        y1 = _ndimage_correlate(x if plan.native else extend(g, x), self.weights, plan.forward)
+        return subsample(g, y1)
 
     def adjoint(self, y):
         # C^H (full correlation with the flipped conjugate kernel) on the input's
@@ -377,31 +376,31 @@ class DirectEngine(_MatrixOnDemand):
         g = self.geometry
         if y.dtype.char not in _NDIMAGE_DTYPES:
             return self._taps_adjoint(y)
-        if any(ax.stride > 1 for ax in g.axes):
-            y = g.upsample(y, g.sampled_shape)
+        plan = self.plan
+        if plan.strided:
+            y = upsample(g, y)
         result = None
-        for axis, starts, shape, targets in g.padded_windows():
-            window = _ndimage_correlate(y, self.adjoint_weights, g.full_correlation_leads(starts),
-                                        shape, "constant")
-            if axis is None:
+        for part in plan.adjoint:
+            window = _ndimage_correlate(y, self.adjoint_weights, part.passes)
+            if part.axis is None:
                 result = window
                 continue
-            window = g.extend_adjoint(window, axes=range(axis + 1, g.ndim))
-            np.add.at(np.moveaxis(result, axis + 1, 0), targets, np.moveaxis(window, axis + 1, 0))
+            window = extend_adjoint(g, window, axes=range(part.axis + 1, g.ndim))
+            np.add.at(np.moveaxis(result, part.axis + 1, 0), part.targets,
+                      np.moveaxis(window, part.axis + 1, 0))
         return result
-
 
     # numpy, one vectorised multiply-add per non-zero tap: any dtype numpy has
     # (long double included, which scipy.ndimage does not take)
     def _taps(self):
         flat = self.weights_given.reshape(-1)
-        for t, window in enumerate(self.geometry.tap_slices()):
+        for t, window in enumerate(tap_slices(self.geometry)):
             if flat[t] != 0:
                 yield flat[t], window
 
     def _taps_forward(self, x):
         g = self.geometry
-        xp = g.extend(x)
+        xp = extend(g, x)
         y = np.zeros(x.shape[:1] + g.spatial_output_shape,
                      dtype=np.result_type(x, self.weights_given))
         for w, window in self._taps():
@@ -413,7 +412,7 @@ class DirectEngine(_MatrixOnDemand):
         xp = np.zeros(y.shape[:1] + g.padded_shape, dtype=np.result_type(y, self.weights_given))
         for w, window in self._taps():
             xp[window] += np.conj(w) * y
-        return g.extend_adjoint(xp)
+        return extend_adjoint(g, xp)
 
 
 # ndimage's C loops take these (not float16, long double or complex long double)
@@ -469,50 +468,32 @@ class _Transform:
                             workers=workers)
 
 
-def _ols_block(geometry: Geometry, real: bool) -> int:
-    """Overlap-save block length for a long single-channel 1-D signal (0: transform it whole)."""
-    if geometry.ndim != 1 or geometry.channels is not None:
-        return 0
-    ax = geometry.axes[0]
-    block = sp_fft.next_fast_len(max(8 * ax.span, 4096), real=real)
-    return block if 4 * block <= ax.padded_length else 0
-
-
 class _OverlapSave:
     """1-D valid correlation ``y[i] = sum_t k[t] * x[i + t]`` by overlap-save blocks."""
 
     def __init__(self, kernel: np.ndarray, block: int, real: bool):
-        self.span = len(kernel)
-        self.step = block - self.span + 1
         self.transform = _Transform.of_kernel(place_circular(kernel, (block,), (0,)), (block,),
                                               real)
 
-    @staticmethod
-    def blocks(out_len: int, block: int, span: int) -> int:
-        """How many blocks cover `out_len` outputs."""
-        return -(-out_len // (block - span + 1))
-
-    def __call__(self, x, out_len):
-        blocks = self.blocks(out_len, self.transform.shape[0], self.span)
-        need = (blocks - 1) * self.step + self.transform.shape[0]
-        if x.shape[-1] < need:
-            x = np.pad(x, ((0, 0), (0, need - x.shape[-1])))
+    def __call__(self, x, blocks):
+        """Run the :class:`~linconv._plans.OverlapSavePlan` `blocks` on a batch ``(B, n)``."""
+        if x.shape[-1] < blocks.need:
+            x = np.pad(x, ((0, 0), (0, blocks.need - x.shape[-1])))
         windows = np.lib.stride_tricks.sliding_window_view(
-            x, self.transform.shape[0], axis=-1)[:, :need - self.transform.shape[0] + 1:self.step]
-        y = self.transform(windows)[..., :self.step]
-        return y.reshape(len(x), -1)[:, :out_len]
+            x, blocks.block, axis=-1)[:, :blocks.need - blocks.block + 1:blocks.step]
+        y = self.transform(windows)[..., :blocks.step]
+        return y.reshape(len(x), -1)[:, :blocks.out_len]
 
 
 class FFTEngine(_MatrixOnDemand):
-    """The convolution theorem with the kernel spectrum computed on first use.
+    """The convolution theorem, executing a :class:`~linconv._plans.FFTPlan`.
 
-    Whole-signal transforms of length ``next_fast_len(padded_length)``: long
-    enough that the circular correlation equals the linear one on every output
-    read.  For the zero boundary the padding offset is folded into the kernel
-    (no padded copy of the input); other boundaries extend the input first.
-    The adjoint runs the factors in reverse: zero insertion (``S^T``), the
-    conjugate spectrum, and the fold (``P^T``).  Long 1-D signals with short
-    kernels use overlap-save blocks instead.
+    Whole-signal transforms long enough that the circular correlation equals
+    the linear one on every output read.  For the zero boundary the padding
+    offset is folded into the kernel (no padded copy of the input); other
+    boundaries extend the input first.  The adjoint runs the factors in
+    reverse: zero insertion (``S^T``), the conjugate spectrum, and the fold
+    (``P^T``).  Long 1-D signals with short kernels use overlap-save blocks.
 
     Spectra are computed per compute dtype (float64 data with a float32 kernel
     uses a float64 spectrum of the same kernel), once, on first use, under a
@@ -521,40 +502,42 @@ class FFTEngine(_MatrixOnDemand):
 
     name = "fft"
 
-    def __init__(self, geometry: Geometry, weights: np.ndarray):
+    def __init__(self, geometry: Geometry, weights: np.ndarray, reason: str = ""):
         self.geometry = geometry
         self.weights_given = weights
-        self.real_kernel = real = weights.dtype.kind != "c"
-        self.zero = geometry.boundary == "zero"
-        self.block = _ols_block(geometry, real)
-        self.shape = tuple(sp_fft.next_fast_len(n, real=real) for n in geometry.padded_shape)
-        self._plans = _Lazy(self._plan)
+        self.real_kernel = weights.dtype.kind != "c"
+        self._reason = reason
+        self._plan = None
+        self._transforms = _Lazy(self._transform)
 
-    def _plan(self, dtype):
+    @property
+    def plan(self):
+        """The :class:`~linconv._plans.FFTPlan` this engine executes (computed once)."""
+        if self._plan is None:
+            self._plan = fft_plan(self.geometry, self.real_kernel, self._reason)
+        return self._plan
+
+    def _transform(self, dtype):
         """(forward, adjoint) transforms with the kernel spectrum in `dtype`'s precision."""
-        g = self.geometry
+        g, plan = self.geometry, self.plan
         weights = self.weights_given.astype(dtype, copy=False)
-        if self.block:
-            dilated = g.dilate(weights)
-            return (_OverlapSave(dilated, self.block, self.real_kernel),
-                    _OverlapSave(np.flip(dilated).conj(), self.block, self.real_kernel))
-        offsets = tuple(lo for lo, _ in g.pads) if self.zero else (0,) * g.ndim
+        if plan.blocks:
+            dilated = dilate(g, weights)
+            block = plan.shape[0]
+            return (_OverlapSave(dilated, block, self.real_kernel),
+                    _OverlapSave(np.flip(dilated).conj(), block, self.real_kernel))
         groups = g.channels.groups if g.channels else 0
-        transform = _Transform.of_kernel(g.circular_kernel(weights, self.shape, offsets),
-                                         self.shape, self.real_kernel, groups)
+        transform = _Transform.of_kernel(circular_kernel(g, weights, plan.shape, plan.offsets),
+                                         plan.shape, self.real_kernel, groups)
         return transform, transform.conjugate()
 
-    def _plans_for(self, x):
-        return self._plans(np.result_type(x.dtype, self.weights_given.dtype))
+    def _transforms_for(self, x):
+        return self._transforms(np.result_type(x.dtype, self.weights_given.dtype))
 
     def workspace_bytes(self, batch: int, itemsize: int) -> int:
         g = self.geometry
         ch = g.channels
-        if self.block:
-            size = self.block * _OverlapSave.blocks(g.axes[0].sampled_length, self.block,
-                                                    g.axes[0].span)
-        else:
-            size = math.prod(self.shape)
+        size = self.plan.transform_size
         per_item = (ch.in_channels + ch.out_channels) if ch else 2
         spectrum = size * (ch.out_channels * ch.in_per_group if ch else 1)
         return 2 * itemsize * (spectrum + 2 * batch * per_item * size) + \
@@ -562,26 +545,23 @@ class FFTEngine(_MatrixOnDemand):
 
     @_split_complex
     def forward(self, x):
-        g = self.geometry
-        transform = self._plans_for(x)[0]
-        if self.block:
-            return g.subsample(transform(g.extend(x), g.axes[0].sampled_length))
-        return g.subsample(transform(x if self.zero else g.extend(x)))
+        g, plan = self.geometry, self.plan
+        transform = self._transforms_for(x)[0]
+        if plan.blocks:
+            return subsample(g, transform(extend(g, x), plan.blocks[0]))
+        return subsample(g, transform(extend(g, x) if plan.extend else x))
 
     @_split_complex
     def adjoint(self, y):
-        g = self.geometry
-        transform = self._plans_for(y)[1]
-        if any(ax.stride > 1 for ax in g.axes):
-            y = g.upsample(y, g.sampled_shape)
-        crop = g.spatial_input_shape if self.zero else g.padded_shape
-        if self.block:
-            lead = g.full_correlation_leads([g.axes[0].lo if self.zero else 0])
-            z, _ = align_leads(y, lead, [g.axes[0].span], [crop[0]], zero_lead=True)
-            r = transform(z, crop[0])
+        g, plan = self.geometry, self.plan
+        transform = self._transforms_for(y)[1]
+        if plan.strided:
+            y = upsample(g, y)
+        if plan.blocks:
+            r = transform(_cut_and_pad(y, plan.adjoint_pass), plan.blocks[1])
         else:
-            r = transform(y)[(Ellipsis,) + tuple(slice(0, n) for n in crop)]
-        return r if self.zero else g.extend_adjoint(r)
+            r = transform(y)[(Ellipsis,) + tuple(slice(0, n) for n in plan.adjoint_crop)]
+        return extend_adjoint(g, r) if plan.extend else r
 
 
 # -- channels: the layer engines, executing a LayerPlan (linconv._plans) -------------
@@ -598,7 +578,7 @@ def _unplace(plan, geometry, grids, lead, dtype) -> np.ndarray:
     out = np.empty(tuple(lead) + shape, dtype=dtype)
     for phase, source, target in plan.placements:
         out[(Ellipsis,) + source] = grids[(phase, Ellipsis) + target]
-    return geometry.extend_adjoint(out) if plan.extend else out
+    return extend_adjoint(geometry, out) if plan.extend else out
 
 
 def _crop(plan) -> tuple:
@@ -706,7 +686,7 @@ class GemmEngine(_LayerEngine):
         n = batch * plan.grid_size
         full = n + plan.stack_tail + plan.stack[-1]
         source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
-        _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
+        _place(plan, np.swapaxes(extend(g, x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
         source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
         out = np.empty((ch.groups, ch.out_per_group, n),
@@ -804,7 +784,7 @@ class DepthwiseEngine(_LayerEngine):
         length = batch * plan.grid_size  # one row: an output channel over the batch
         rows = ch.out_channels
         source = np.zeros((plan.phases, rows * length + plan.tail), dtype=x.dtype)
-        xe = np.swapaxes(g.extend(x) if plan.extend else x, 0, 1)[:, None]
+        xe = np.swapaxes(extend(g, x) if plan.extend else x, 0, 1)[:, None]
         _place(plan, xe, source[:, :rows * length].reshape(
             (plan.phases, ch.in_channels, m, batch) + plan.grid))
         out = np.empty((1, rows * length), dtype=np.result_type(x, self.weights_given))
@@ -848,7 +828,7 @@ MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel m
 def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     """Estimated seconds of the layer engines for one sample (only those that apply)."""
     ch = geometry.channels
-    work = max(ntaps, 1) * math.prod(geometry.polyphase()[0]) * ch.out_channels
+    work = max(ntaps, 1) * math.prod(polyphase(geometry)[0]) * ch.out_channels
     k = geometry.axes[-1].k
     passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
     costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
@@ -857,17 +837,18 @@ def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     return costs
 
 
-def layer_engine(geometry: Geometry, weights: np.ndarray):
+def layer_engine(geometry: Geometry, weights: np.ndarray, reason: str = ""):
     """The "direct" engine of a layer: the cheaper of :class:`GemmEngine` and
     :class:`DepthwiseEngine` by :func:`layer_costs`, with the reason in its plan."""
     costs = layer_costs(geometry, len(geometry.active_taps(weights)[1]))
     best = min(costs, key=costs.get)
     if len(costs) == 1:
-        reason = (f"{geometry.channels.in_per_group} input channels per group (the "
-                  "depthwise engine runs 1)")
+        why = (f"{geometry.channels.in_per_group} input channels per group (the "
+               "depthwise engine runs 1)")
     else:
         others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
-        reason = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
+        why = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
+    reason = f"{reason}; {why}" if reason else why
     return {"gemm": GemmEngine, "depthwise": DepthwiseEngine}[best](geometry, weights, reason)
 
 
@@ -875,26 +856,23 @@ _CHANNEL_ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": layer_en
 
 
 def make_engine(method: str, geometry: Geometry, weights: np.ndarray):
-    """Build the engine for `method`; "auto" asks :func:`choose_method`."""
+    """Build the engine for `method`; "auto" asks :func:`choose`."""
     if method == "auto":
-        method = choose_method(geometry, weights)
+        method, reason = choose(geometry, weights)
+    else:
+        reason = f"method={method!r} requested"
     engines = _CHANNEL_ENGINES if geometry.channels else _ENGINES
-    return engines[method](geometry, weights)
+    return engines[method](geometry, weights, reason)
 
 
 def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, float]:
     """The cost model: estimated seconds of one forward application per method."""
     real = weights.dtype.kind != "c"
     taps = max(len(geometry.active_taps(weights)[1]), 1)
-    ax = geometry.axes[0]
     ch = geometry.channels
-    block = _ols_block(geometry, real)
-    if block:
-        size = block * _OverlapSave.blocks(ax.sampled_length, block, ax.span)
-        log = math.log2(block)
-    else:
-        size = math.prod(sp_fft.next_fast_len(n, real=real) for n in geometry.padded_shape)
-        log = math.log2(max(size, 2))
+    plan = fft_plan(geometry, real)
+    size = plan.transform_size
+    log = math.log2(max(plan.shape[0] if plan.blocks else size, 2))
     factor = 1 if real else 2
     if ch is None:
         outputs = math.prod(max(ax.sampled_length, ax.n) for ax in geometry.axes)
@@ -908,9 +886,18 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
     return {"direct": direct * factor * 1e-9, "fft": fft * factor * 1e-9}
 
 
-def choose_method(geometry: Geometry, weights: np.ndarray) -> str:
-    """The method "auto" uses for this geometry and weights (see the module docs)."""
-    if _pattern.pattern_bound(geometry, len(geometry.active_taps(weights)[1])) <= SPARSE_LIMIT:
-        return "sparse"
+def choose(geometry: Geometry, weights: np.ndarray) -> tuple[str, str]:
+    """The method "auto" uses for this geometry and weights, and why (see the module docs)."""
+    entries = _pattern.pattern_bound(geometry, len(geometry.active_taps(weights)[1]))
+    if entries <= SPARSE_LIMIT:
+        return "sparse", (f"auto: at most {entries} stored entries (<= {SPARSE_LIMIT}): "
+                          "the sparse product has the least overhead")
     costs = estimated_seconds(geometry, weights)
-    return min(costs, key=costs.get)
+    best = min(costs, key=costs.get)
+    others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
+    return best, f"auto: estimated {best} {costs[best] * 1e3:.3g} ms < {others}"
+
+
+def choose_method(geometry: Geometry, weights: np.ndarray) -> str:
+    """The method "auto" uses for this geometry and weights (see :func:`choose`)."""
+    return choose(geometry, weights)[0]

@@ -18,6 +18,7 @@ import scipy.fft as sp_fft
 
 from ._convolve import _apply as _apply_kernel
 from ._engines import get_workers
+from ._factors import circular_kernel
 from ._geometry import Geometry
 from ._operator import ConvolutionOperator, ShapedOperator
 from ._sparse import correlation_weights
@@ -96,7 +97,7 @@ def eigenvalues(kernel, input_shape, *, mode="same", boundary="wrap", correlate=
         raise ValueError(f"`boundary` must be 'wrap' for circulant eigenvalues; got "
                          f"{boundary!r} (see linconv.fft.dct_eigenvalues for 'symmetric')")
     geometry = _circulant(kernel, input_shape, mode, correlate)
-    return sp_fft.fftn(geometry.circular_kernel(correlation_weights(kernel, correlate)),
+    return sp_fft.fftn(circular_kernel(geometry, correlation_weights(kernel, correlate)),
                        workers=get_workers())
 
 
@@ -280,7 +281,7 @@ def solve(y, kernel, *, boundary="wrap", damp=0.0, correlate=False):
                          f"kernel) for an O(N log N) solve; got {boundary!r}: use "
                          "linconv.deconvolve, which solves any boundary iteratively")
     geometry = _circulant(kernel, y.shape, "same", correlate)
-    g = geometry.circular_kernel(correlation_weights(kernel, correlate))
+    g = circular_kernel(geometry, correlation_weights(kernel, correlate))
     real = y.dtype.kind != "c" and kernel.dtype.kind != "c"
     forward, inverse = (sp_fft.rfftn, sp_fft.irfftn) if real else (sp_fft.fftn, sp_fft.ifftn)
     lam = forward(g, workers=get_workers())
@@ -329,7 +330,7 @@ class SpectralModel:
         else:
             periodic = dataclasses.replace(geometry, boundary="wrap")
             weights = correlation_weights(kernel, operator.correlate)
-            self.lam = sp_fft.fftn(periodic.circular_kernel(weights), workers=get_workers())
+            self.lam = sp_fft.fftn(circular_kernel(periodic, weights), workers=get_workers())
             self.exact = geometry.boundary == "wrap"
         self.power = np.abs(self.lam) ** 2
         if regularizer == "tikhonov":

@@ -13,8 +13,9 @@ stride ``s`` and padding ``(lo, hi)``::
 
 where ``xp`` is ``x`` extended by the boundary rule.  The geometry holds sizes
 only (frozen, hashable); backends read from it the boundary index map
-(``P``) and the tap positions; the sparse pattern ``(indptr, indices, taps)``
-built from them lives in :mod:`linconv._pattern`.
+(``P``) and the tap positions.  Built on it: the sparse pattern
+``(indptr, indices, taps)`` (:mod:`linconv._pattern`), the factors applied to
+arrays (:mod:`linconv._factors`) and the engines' plans (:mod:`linconv._plans`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from ._validation import (
 __all__ = ["AxisGeometry", "Channels", "Geometry", "index_dtype"]
 
 _INT32_MAX = np.iinfo(np.int32).max
-_NUMPY_PAD = {"zero": "constant", "wrap": "wrap", "reflect": "reflect",
-              "symmetric": "symmetric", "edge": "edge"}
 
 
 def index_dtype(*sizes: int) -> type:
@@ -324,185 +323,8 @@ class Geometry:
         per_tap = weights.reshape(self.weight_shape[:2] + (-1,))
         return per_tap, np.flatnonzero(np.any(per_tap != 0, axis=(0, 1)))
 
-    # -- the factors S, C, P applied to arrays (..., *spatial) ---------------
-    def _slices(self, which) -> tuple:
-        return (Ellipsis,) + tuple(which(ax) for ax in self.axes)
-
-    def extend(self, x: np.ndarray) -> np.ndarray:
-        """``P``: extend the trailing spatial axes of `x` by the boundary rule.
-
-        numpy.pad is the definition of the boundary rules (and one copy).
-        """
-        if self.boundary in ("reflect", "symmetric") and any(
-                max(ax.lo, ax.hi) >= ax.n - 1 for ax in self.axes):
-            # several reflections: numpy < 2.1 pads these wrongly (numpy#25926), so
-            # gather with the geometry's own index map (the same rule, any numpy)
-            for axis, ax in enumerate(self.axes):
-                x = np.take(x, ax.extension_map(self.boundary), axis=axis - self.ndim)
-            return x
-        pads = ((0, 0),) * (x.ndim - self.ndim) + self.pads
-        return np.pad(x, pads, mode=_NUMPY_PAD[self.boundary])
-
-    def extend_adjoint(self, xp: np.ndarray, axes=None) -> np.ndarray:
-        """``P^T``: fold padded trailing axes back onto the input, adding folded samples.
-
-        ``P`` extends one axis after the other, so ``P^T`` folds them one by one
-        (only `axes`, 0-based spatial axes, if given), in place: `xp` is
-        overwritten and the result is a view into it.
-        """
-        out = xp
-        for axis in range(self.ndim) if axes is None else axes:
-            ax = self.axes[axis]
-            moved = np.moveaxis(out, axis - self.ndim, 0)
-            inside = moved[ax.lo:ax.lo + ax.n]
-            if self.boundary != "zero" and (ax.lo or ax.hi):
-                outside = np.r_[0:ax.lo, ax.lo + ax.n:ax.padded_length]
-                np.add.at(inside, ax.extension_index(outside, self.boundary), moved[outside])
-            out = np.moveaxis(inside, 0, axis - self.ndim)
-        return out
-
-    def padded_windows(self):
-        """Cut the padded domain into the input's window and the frame slabs, for ``P^T``.
-
-        Yields ``(axis, starts, shape, targets)``: the window's first padded index
-        and size per axis, and, for a frame slab, the spatial `axis` whose padding
-        it covers and the input indices its samples fold onto along it (None for
-        the input's window).  Slab ``a`` spans the input's window on axes before
-        ``a`` and the whole padded range on axes after it, so after folding those
-        later axes (``extend_adjoint(slab, axes=...)``) every padded sample is
-        folded exactly once.
-        """
-        yield None, tuple(ax.lo for ax in self.axes), self.spatial_input_shape, None
-        if self.boundary == "zero":
-            return
-        for a, ax in enumerate(self.axes):
-            for start, stop in ((0, ax.lo), (ax.lo + ax.n, ax.padded_length)):
-                if stop > start:
-                    starts = [b.lo for b in self.axes[:a]] + [start] + [0] * (self.ndim - a - 1)
-                    shape = list(self.spatial_input_shape[:a]) + [stop - start] + list(
-                        self.padded_shape[a + 1:])
-                    yield a, tuple(starts), tuple(shape), \
-                        ax.extension_index(np.arange(start, stop), self.boundary)
-
-    def full_correlation_leads(self, starts) -> list[int]:
-        """Leads of ``C^H`` (full correlation, flipped kernel) for a padded window at `starts`."""
-        return [ax.span - 1 - start for ax, start in zip(self.axes, starts)]
-
-    def subsample(self, y1: np.ndarray) -> np.ndarray:
-        """``S``: keep every stride-th stride-1 output (``y1`` from position 0)."""
-        return y1[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))]
-
-    def upsample(self, y: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """``S^T``: zero-insert the trailing ``output`` axes of `y` into `shape`."""
-        z = np.zeros(y.shape[:y.ndim - self.ndim] + tuple(shape), dtype=y.dtype)
-        z[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))] = y
-        return z
-
-    def dilate(self, weights: np.ndarray) -> np.ndarray:
-        """The kernel (trailing axes of `weights`) with ``dilation - 1`` zeros between taps."""
-        if all(ax.dilation == 1 for ax in self.axes):
-            return weights
-        lead = weights.shape[:weights.ndim - self.ndim]
-        out = np.zeros(lead + tuple(ax.span for ax in self.axes), dtype=weights.dtype)
-        out[self._slices(lambda ax: slice(None, None, ax.dilation))] = weights
-        return out
-
-    def circular_kernel(self, weights: np.ndarray, shape: tuple[int, ...] | None = None,
-                        offsets: tuple[int, ...] | None = None) -> np.ndarray:
-        """The dilated kernel placed for circular convolution (see :func:`place_circular`).
-
-        By default on the input's shape with the padding offsets: the first
-        column of the periodic ("wrap", stride 1, ``lo + hi = span - 1``) operator.
-        """
-        shape = self.spatial_input_shape if shape is None else shape
-        offsets = tuple(ax.lo for ax in self.axes) if offsets is None else offsets
-        return place_circular(self.dilate(weights), shape, offsets)
-
     @property
     def is_circulant(self) -> bool:
         """True for the periodic boundary, stride 1 and as many outputs as inputs."""
         return self.boundary == "wrap" and self.channels is None and all(
             ax.stride == 1 and ax.n_out == ax.n for ax in self.axes)
-
-    def windows(self, xp: np.ndarray) -> np.ndarray:
-        """View ``(..., *output, *kernel)`` of a padded array: the samples each output reads."""
-        view = np.lib.stride_tricks.sliding_window_view(
-            xp, tuple(ax.span for ax in self.axes), axis=tuple(range(-self.ndim, 0)))
-        return view[self._slices(lambda ax: slice(0, ax.sampled_length, ax.stride))
-                    + tuple(slice(None, None, ax.dilation) for ax in self.axes)]
-
-    def tap_slices(self):
-        """For every tap (C order), the slices of the padded domain it reads, per axis."""
-        for taps in np.ndindex(*self.kernel_shape):
-            yield self._slices_for(taps)
-
-    def _slices_for(self, taps):
-        return (Ellipsis,) + tuple(slice(j * ax.dilation, j * ax.dilation + ax.sampled_length,
-                                         ax.stride) for j, ax in zip(taps, self.axes))
-
-    def polyphase(self):
-        """Stride-free form of the correlation, for shifted GEMMs.
-
-        The padded input is split into ``prod(strides)`` phases (sample ``q``
-        of axis ``a`` goes to phase ``q % s`` at position ``q // s``) laid out on
-        a grid of ``ceil(padded / s)`` per axis.  Tap ``j`` then reads one phase
-        at a constant flat offset of that grid.  Returns ``(grid_shape,
-        phase_of_tap, offset_of_tap)``, both flat over the taps in C order.
-        """
-        grid = tuple(-(-ax.padded_length // ax.stride) for ax in self.axes)
-        grid_strides = np.cumprod((1,) + grid[:0:-1])[::-1]
-        phase_strides = np.cumprod((1,) + self.strides[:0:-1])[::-1]
-        phase = offset = 0
-        for axis, ax in enumerate(self.axes):
-            reach = np.arange(ax.k) * ax.dilation
-            shape = [1] * self.ndim
-            shape[axis] = ax.k
-            phase = phase + (reach % ax.stride * phase_strides[axis]).reshape(shape)
-            offset = offset + (reach // ax.stride * grid_strides[axis]).reshape(shape)
-        full = self.kernel_shape
-        return (grid, np.broadcast_to(phase, full).reshape(-1),
-                np.broadcast_to(offset, full).reshape(-1))
-
-
-def place_circular(kernel: np.ndarray, shape: tuple[int, ...], offsets) -> np.ndarray:
-    """Kernel ``g`` of size ``shape`` with ``g[(offset - m) mod M] += kernel[m]`` per axis.
-
-    Acts on the trailing ``len(shape)`` axes (leading ones, e.g. channels, are
-    kept).  Circular convolution with ``g`` of an input placed at position 0
-    gives ``y[i] = sum_m kernel[m] * x[(i + m - offset) mod M]``: a correlation
-    with the padding offset folded into the kernel (taps that wrap onto the same
-    position add, as for a kernel longer than a periodic signal).
-    """
-    nd = len(shape)
-    spatial = kernel.shape[kernel.ndim - nd:]
-    g = np.zeros(kernel.shape[:kernel.ndim - nd] + tuple(shape), dtype=kernel.dtype)
-    where = np.ix_(*[(off - np.arange(k)) % m for k, off, m in zip(spatial, offsets, shape)])
-    np.add.at(g, (Ellipsis,) + where, kernel)
-    return g
-
-
-def align_leads(x: np.ndarray, leads, spans, out_shape,
-                zero_lead: bool = False) -> tuple[np.ndarray, list[int]]:
-    """Zero-pad or crop a batch so each axis has ``0 <= lead <= span - 1`` (``lead == 0``
-    with `zero_lead`) and room for ``out_shape`` outputs of
-    ``y[i] = sum_m w[m] * x[i + m - lead]``; samples never read are cropped.
-
-    Exact for zero extension only: the samples cropped are never read, the ones
-    added are zeros.
-    """
-    nd = len(leads)
-    pads, crops, new_leads = [(0, 0)] * (x.ndim - nd), [slice(None)] * (x.ndim - nd), []
-    for axis, (lead, span, n_out) in enumerate(zip(leads, spans, out_shape), start=x.ndim - nd):
-        front = -min(lead, 0)  # lead < 0: the first -lead samples are never read
-        pad_lo = max(lead if zero_lead else lead - (span - 1), 0)
-        # nor those past the last output's reach (keep n_out if there, sparing a pad)
-        stop = min(x.shape[axis], max(n_out + span - 1 - lead, front + n_out))
-        lead = lead + front - pad_lo
-        length = max(stop - front, 0) + pad_lo
-        pads.append((pad_lo, max(n_out - length, 0)))
-        crops.append(slice(front, max(stop, front)))
-        new_leads.append(lead)
-    x = x[tuple(crops)]
-    if any(p != (0, 0) for p in pads):
-        x = np.pad(x, pads)
-    return x, new_leads

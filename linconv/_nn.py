@@ -14,7 +14,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from . import _pattern
+from . import _factors, _pattern
 from ._geometry import Channels, Geometry
 from ._operator import GeometryOperator, _View, frozen_copy, operator_dtype
 from ._validation import (as_array, as_format, as_int_tuple, as_kernel, as_method, as_padding,
@@ -147,11 +147,6 @@ class ConvTransposeOperator(_View):
         self.geometry = conv.geometry
         self.method = conv.method
 
-    @property
-    def plan(self):
-        """The plan of the convolution this transposes (run in reverse)."""
-        return self.parent.plan
-
     def __repr__(self):
         return f"<ConvTransposeOperator: {self.input_shape} -> {self.output_shape}>"
 
@@ -280,6 +275,11 @@ def conv_transpose_matrix(weight, input_shape, *, stride=1, padding=0, output_pa
 
 
 # -- im2col --------------------------------------------------------------------------
+def _unfold_ndim(kernel_size) -> int:
+    """Spatial axes of unfold/fold: those of `kernel_size` (an int means 2-D, as torch)."""
+    return 2 if _is_int(kernel_size) else len(kernel_size)
+
+
 def _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd=None):
     if _is_int(kernel_size):
         kernel_size = (kernel_size,) * (2 if nd is None else nd)
@@ -334,10 +334,10 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
            [3., 4., 6., 7.],
            [4., 5., 7., 8.]])
     """
-    nd = len(kernel_size) if not _is_int(kernel_size) else 2
+    nd = _unfold_ndim(kernel_size)
     xb, single = _batched(x, nd, "x")
     g = _unfold_geometry(xb.shape, kernel_size, dilation, padding, stride)
-    windows = g.windows(g.extend(xb))  # (N, C, *out, *k)
+    windows = _factors.windows(g, _factors.extend(g, xb))  # (N, C, *out, *k)
     n, c = xb.shape[:2]
     order = [0, 1] + list(range(2 + nd, 2 + 2 * nd)) + list(range(2, 2 + nd))
     cols = windows.transpose(order).reshape(n, c * math.prod(g.kernel_shape),
@@ -359,7 +359,7 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1):
             [2., 4., 2.],
             [1., 2., 1.]]])
     """
-    nd = len(kernel_size) if not _is_int(kernel_size) else 2
+    nd = _unfold_ndim(kernel_size)
     output_size = as_shape((output_size,) * nd if _is_int(output_size) else output_size,
                            "output_size")
     if len(output_size) != nd:
@@ -378,9 +378,9 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1):
     blocks = cb.reshape((n, rows // taps, taps) + g.spatial_output_shape)
     xp = np.zeros((n, rows // taps) + g.padded_shape,
                   dtype=np.int64 if cb.dtype.kind == "b" else cb.dtype)
-    for t, window in enumerate(g.tap_slices()):  # loop over kernel taps, vectorised inside
+    for t, window in enumerate(_factors.tap_slices(g)):  # loop over kernel taps, vectorised inside
         xp[window] += blocks[:, :, t]
-    out = g.extend_adjoint(xp)
+    out = _factors.extend_adjoint(g, xp)
     return np.ascontiguousarray(out[0] if single else out)
 
 
@@ -399,7 +399,7 @@ def unfold_matrix(input_shape, kernel_size, *, dilation=1, padding=0, stride=1, 
            [0, 0, 1]], dtype=int8)
     """
     input_shape = as_shape(input_shape)
-    nd = len(kernel_size) if not _is_int(kernel_size) else 2
+    nd = _unfold_ndim(kernel_size)
     g = _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd)
     channels = input_shape[0]
     # rows, columns (int64) and values, then the CSR copy: refused from sizes alone

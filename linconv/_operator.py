@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from ._display import operator_html
@@ -186,6 +185,11 @@ class _View(ShapedOperator):
         if not adjoint:
             shapes = shapes[::-1]
         super().__init__(parent.dtype, *shapes)
+
+    @property
+    def plan(self):
+        """The parent's plan (a view runs it, or its reverse)."""
+        return getattr(self.parent, "plan", None)
 
     def _workspace_bytes(self, batch, itemsize, adjoint):
         return self.parent._workspace_bytes(batch, itemsize, adjoint != self.adjoint)

@@ -372,7 +372,7 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     x = np.repeat(start[None], len(data), axis=0)
     ax = forward(x)
     previous_step, previous_g = x, None
-    norms, risks = [], []
+    norms = []
     best = (math.inf, 0, x[0])  # (risk, iteration, iterate) of the automatic rule
     reason = "maxiter"
     for k in range(1, cap + 1):

@@ -64,14 +64,6 @@ def kernel_symbols(shape, name: str = "h") -> np.ndarray:
     return symbols.reshape(shape)
 
 
-def _fold(rows, cols, values):
-    """Sum the entries that share a position (taps that the boundary folds onto one sample)."""
-    order = np.lexsort((cols, rows))
-    rows, cols, values = rows[order], cols[order], values[order]
-    starts = np.flatnonzero(np.r_[True, (np.diff(rows) != 0) | (np.diff(cols) != 0)])
-    return rows[starts], cols[starts], np.add.reduceat(values, starts)
-
-
 def _sparse_matrix(geometry: Geometry, rows, cols, values):
     sympy = _sympy()
     keep = np.asarray(values != 0, dtype=bool)
@@ -79,47 +71,21 @@ def _sparse_matrix(geometry: Geometry, rows, cols, values):
     return sympy.ImmutableSparseMatrix(geometry.output_size, geometry.input_size, entries)
 
 
-def _matrix(geometry: Geometry, weights: np.ndarray):
-    """The ImmutableSparseMatrix of the correlation with symbolic `weights`."""
+def _matrix(geometry: Geometry, weights: np.ndarray, rows=None):
+    """The ImmutableSparseMatrix of the correlation with symbolic `weights`; with `rows`
+    (flat output indices), only the entries of those rows (the rest of the matrix
+    zero): a printed corner of a huge matrix never builds the rest."""
     per_tap, taps = geometry.active_taps(weights)
-    pattern = _pattern.pattern(geometry, taps, what="the symbolic matrix")
-    values = pattern.values(per_tap[:, :, taps])
-    rows, cols = pattern.rows(), pattern.indices
-    if not pattern.canonical:  # several taps read the same sample: add them
-        rows, cols, values = _fold(rows, cols, values)
-    return _sparse_matrix(geometry, rows, cols, values)
+    pattern = _pattern.pattern(geometry, taps, rows=rows, what="the symbolic matrix")
+    local_rows, cols, values = pattern.folded(pattern.values(per_tap[:, :, taps]))
+    if rows is not None:
+        local_rows = np.asarray(rows, dtype=np.intp).reshape(-1)[local_rows]
+    return _sparse_matrix(geometry, local_rows, cols, values)
 
 
 def rows_matrix(geometry: Geometry, weights: np.ndarray, rows):
-    """The matrix of :func:`_matrix` with only the entries of `rows` (flat output indices).
-
-    Costs O(len(rows) * nnz per row) whatever the matrix size: each row's entries
-    come from the geometry's per-axis column maps (``AxisGeometry.columns``), so
-    a printed corner of a huge matrix never builds the rest.
-    """
-    per_tap, taps = geometry.active_taps(weights)
-    rows = np.asarray(rows, dtype=np.intp)
-    index = np.unravel_index(rows, geometry.output_shape)
-    channels = geometry.channels
-    out_channel = index[0] if channels else np.zeros(len(rows), dtype=np.intp)
-    spatial = index[1:] if channels else index
-    c_in_g = per_tap.shape[1]
-    tap_coords = np.unravel_index(taps, geometry.kernel_shape)
-    # (row, tap) -> input sample per axis, -1 where the zero boundary reads nothing
-    reads = [ax.columns(geometry.boundary)[i[:, None], j[None, :]]
-             for ax, i, j in zip(geometry.axes, spatial, tap_coords)]
-    first = (out_channel // channels.out_per_group * c_in_g if channels
-             else np.zeros(len(rows), dtype=np.intp))
-    shape = (len(rows), c_in_g, len(taps))
-    in_channel = np.broadcast_to(first[:, None, None] + np.arange(c_in_g)[None, :, None], shape)
-    reads = [np.broadcast_to(r[:, None, :], shape) for r in reads]
-    ok = np.logical_and.reduce([r >= 0 for r in reads])
-    coords = ([in_channel[ok]] if channels else []) + [r[ok] for r in reads]
-    cols = np.ravel_multi_index(coords, geometry.input_shape)
-    values = per_tap[:, :, taps][out_channel[:, None, None], np.arange(c_in_g)[None, :, None],
-                                 np.arange(len(taps))[None, None, :]][ok]
-    entry_rows = np.broadcast_to(rows[:, None, None], shape)[ok]
-    return _sparse_matrix(geometry, *_fold(entry_rows, cols, values))
+    """The matrix of :func:`_matrix` with only the entries of `rows` (flat output indices)."""
+    return _matrix(geometry, weights, rows)
 
 
 def _single(kernel, input_shape, mode, boundary, stride, dilation, correlate):

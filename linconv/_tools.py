@@ -16,6 +16,7 @@ import numpy as np
 import scipy.fft as sp_fft
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, svds
 
+from ._factors import circular_kernel
 from ._validation import _is_int
 
 __all__ = ["singular_values", "operator_norm", "dottest"]
@@ -59,7 +60,7 @@ def _channel_spectra(geometry, weights):
     matrix, with the same singular values): only the ``rfftn`` half is computed.
     """
     nd = geometry.ndim
-    g = geometry.circular_kernel(weights.astype(np.result_type(weights, np.float64)))
+    g = circular_kernel(geometry, weights.astype(np.result_type(weights, np.float64)))
     axes = tuple(range(-nd, 0))
     n = g.shape[-1]
     if np.isrealobj(g):
