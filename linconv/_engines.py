@@ -1,9 +1,11 @@
-"""Application engines of the operators: each reads the geometry, none repeats it.
+"""Application engines of the operators: each executes a plan, none repeats its arithmetic.
 
 An engine applies the correlation ``A = S C P`` (``forward``) and its
 conjugate transpose ``A^H = P^T C^H S^T`` (``adjoint``) to batches of shape
 ``(B, *input_shape)`` / ``(B, *output_shape)`` already cast to the compute
-dtype.
+dtype.  Every size and offset it uses comes from its plan
+(:mod:`linconv._plans`, computed from the geometry on first use); the factors
+on arrays are :mod:`linconv._factors`.
 
 - "sparse": the CSR matrix (built on first use) and its CSC transpose view.
 - "direct": scipy.ndimage's C correlation on bands of rows, one per worker
