@@ -7,6 +7,7 @@ value is a ValueError that names the option, never argparse's SystemExit.
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -80,10 +81,39 @@ def _channels(text) -> tuple[int, int]:
     return c_in, c_out
 
 
+# what `values` may contain: numbers, symbols, arithmetic and these functions (the text is
+# read by sympy's parser, which evaluates Python, so nothing else may reach it)
+_VALUE_FUNCTIONS = frozenset({"sqrt", "Rational", "exp", "log", "sin", "cos", "tan", "Abs",
+                              "conjugate", "re", "im"})
+_VALUE_NODES = (ast.Expression, ast.List, ast.Tuple, ast.BinOp, ast.UnaryOp, ast.operator,
+                ast.unaryop, ast.Load)
+
+
+def _check_values_syntax(text: str) -> None:
+    """ValueError unless `text` is a nested list of numbers, symbols and arithmetic."""
+    tree = ast.parse(text, mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, _VALUE_NODES):
+            continue
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, complex)) \
+                and not isinstance(node.value, bool):
+            continue
+        if isinstance(node, ast.Name) and not node.id.startswith("_"):
+            continue
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in _VALUE_FUNCTIONS and not node.keywords:
+            continue
+        raise ValueError(f"`values` may hold numbers, symbols, + - * / ** and the functions "
+                         f"{', '.join(sorted(_VALUE_FUNCTIONS))}; got {ast.unparse(node)!r} "
+                         f"in {text!r}")
+
+
 def _values(text) -> np.ndarray:
     import sympy
+    text = str(text)
     try:
-        parsed = sympy.sympify(str(text), rational=True)
+        _check_values_syntax(text)
+        parsed = sympy.sympify(text, rational=True)
     except (sympy.SympifyError, SyntaxError, TypeError) as exc:
         raise ValueError(f"`values` must be a nested list of numbers or sympy expressions "
                          f"like [1, 2, 1]; got {text!r}") from exc

@@ -198,31 +198,46 @@ class _Lazy:
 
 
 class SparseEngine:
-    """The CSR matrix, built on first use and cached; the adjoint reads its CSC transpose
-    (a view: no index arrays sized by the number of columns)."""
+    """The CSR matrix, built on first use and cached per compute precision (float64 data
+    with a float32 kernel uses a float64 matrix of the same kernel: the entries the
+    boundary adds up are summed in float64); the adjoint reads its CSC transpose (a
+    view: no index arrays sized by the number of columns)."""
 
     name = "sparse"
 
     def __init__(self, geometry: Geometry, weights: np.ndarray, reason: str = ""):
         self.geometry = geometry
         self.weights_given = weights
-        ntaps = len(geometry.active_taps(weights)[1])
-        _pattern.check_pattern_memory(geometry, ntaps, weights.itemsize)
-        self.plan = SparsePlan("sparse", reason, _pattern.pattern_bound(geometry, ntaps))
+        self.plan = SparsePlan("sparse", reason, _pattern.pattern_bound(
+            geometry, len(geometry.active_taps(weights)[1])))
         self._matrices = _Lazy(self._build)
 
-    def _build(self, adjoint: bool):
+    def _build(self, key):
+        adjoint, dtype = key
         if adjoint:
-            return self._matrices(False).T.conj()
-        return correlation_csr(self.geometry, self.weights_given)
+            return self._matrices((False, dtype)).T.conj()
+        return correlation_csr(self.geometry, self.weights_given.astype(dtype, copy=False))
+
+    def _key(self, x, adjoint: bool):
+        """The matrix for data `x`: the weights at the data's precision (real stays real)."""
+        dtype = np.result_type(x.dtype, self.weights_given.dtype)
+        if self.weights_given.dtype.kind != "c":
+            dtype = np.empty(0, dtype).real.dtype
+        return adjoint, dtype
 
     def matrix(self):
-        return self._matrices(False)
+        return self._matrices((False, self.weights_given.dtype))
 
     def workspace_bytes(self, batch: int, itemsize: int) -> int:
+        """Peak bytes of one application; before the first one, refuses a matrix too large
+        for memory (MemoryError, suggesting the matrix-free methods)."""
         g = self.geometry
-        built = 0 if False in self._matrices._cache else _pattern.pattern_nbytes(g, 
-            len(g.active_taps(self.weights_given)[1]), self.weights_given.itemsize)
+        built = 0
+        if not self._matrices._cache:
+            ntaps = len(g.active_taps(self.weights_given)[1])
+            itemsize_matrix = max(itemsize, self.weights_given.itemsize)
+            _pattern.check_pattern_memory(g, ntaps, itemsize_matrix)
+            built = _pattern.pattern_nbytes(g, ntaps, itemsize_matrix)
         copies = 1 if batch == 1 else 2  # a batch is transposed through the product
         return built + copies * batch * (g.input_size + g.output_size) * itemsize
 
@@ -234,10 +249,10 @@ class SparseEngine:
         return np.asarray(y).reshape((batch,) + out_shape)
 
     def forward(self, x):
-        return self._apply(self._matrices(False), x, self.geometry.output_shape)
+        return self._apply(self._matrices(self._key(x, False)), x, self.geometry.output_shape)
 
     def adjoint(self, y):
-        return self._apply(self._matrices(True), y, self.geometry.input_shape)
+        return self._apply(self._matrices(self._key(y, True)), y, self.geometry.input_shape)
 
 
 class _MatrixOnDemand:
@@ -896,8 +911,8 @@ def choose(geometry: Geometry, weights: np.ndarray) -> tuple[str, str]:
                           "the sparse product has the least overhead")
     costs = estimated_seconds(geometry, weights)
     best = min(costs, key=costs.get)
-    others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
-    return best, f"auto: estimated {best} {costs[best] * 1e3:.3g} ms < {others}"
+    others = ", ".join(f"{k!r} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
+    return best, f"auto: method {best!r} estimated {costs[best] * 1e3:.3g} ms < {others}"
 
 
 def choose_method(geometry: Geometry, weights: np.ndarray) -> str:

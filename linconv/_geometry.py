@@ -101,15 +101,17 @@ class AxisGeometry:
             return np.where(m < n, m, 2 * n - 2 - m)
         raise ValueError(f"unknown boundary {boundary!r}")
 
-    def tap_positions(self) -> np.ndarray:
-        """Padded-signal position ``i*s + j*d`` of tap ``j`` for output ``i``; shape (n_out, k)."""
-        i = np.arange(self.n_out, dtype=np.int64)[:, None]
+    def tap_positions(self, outputs: np.ndarray | None = None) -> np.ndarray:
+        """Padded-signal position ``i*s + j*d`` of tap ``j`` for output ``i`` (every output,
+        or those given); shape (outputs, k)."""
+        i = (np.arange(self.n_out, dtype=np.int64) if outputs is None
+             else np.asarray(outputs, dtype=np.int64))[:, None]
         j = np.arange(self.k, dtype=np.int64)[None, :]
         return i * self.stride + j * self.dilation
 
-    def columns(self, boundary: str) -> np.ndarray:
-        """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (n_out, k)."""
-        return self.extension_index(self.tap_positions(), boundary)
+    def columns(self, boundary: str, outputs: np.ndarray | None = None) -> np.ndarray:
+        """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (outputs, k)."""
+        return self.extension_index(self.tap_positions(outputs), boundary)
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,14 @@ def _unfold_ndim(kernel_size) -> int:
     return 2 if _is_int(kernel_size) else len(kernel_size)
 
 
+def _check_unfold_memory(g: Geometry, rows: int, itemsize: int, what: str) -> None:
+    """Refuse before allocating: the columns plus the padded input (or output), per row."""
+    columns = math.prod(g.kernel_shape) * math.prod(g.spatial_output_shape)
+    check_memory(rows * (columns + 2 * math.prod(g.padded_shape)) * itemsize,
+                 lambda: f"{what} of {rows} channel(s) of {g.spatial_input_shape}",
+                 f"{what} smaller batches, or use linconv.conv_operator (matrix-free) instead")
+
+
 def _unfold_geometry(input_shape, kernel_size, dilation, padding, stride, nd=None):
     if _is_int(kernel_size):
         kernel_size = (kernel_size,) * (2 if nd is None else nd)
@@ -337,8 +345,9 @@ def unfold(x, kernel_size, *, dilation=1, padding=0, stride=1):
     nd = _unfold_ndim(kernel_size)
     xb, single = _batched(x, nd, "x")
     g = _unfold_geometry(xb.shape, kernel_size, dilation, padding, stride)
-    windows = _factors.windows(g, _factors.extend(g, xb))  # (N, C, *out, *k)
     n, c = xb.shape[:2]
+    _check_unfold_memory(g, n * c, xb.dtype.itemsize, "unfold")
+    windows = _factors.windows(g, _factors.extend(g, xb))  # (N, C, *out, *k)
     order = [0, 1] + list(range(2 + nd, 2 + 2 * nd)) + list(range(2, 2 + nd))
     cols = windows.transpose(order).reshape(n, c * math.prod(g.kernel_shape),
                                             math.prod(g.spatial_output_shape))
@@ -376,8 +385,9 @@ def fold(cols, output_size, kernel_size, *, dilation=1, padding=0, stride=1):
         raise ValueError(f"`cols` must have {math.prod(g.spatial_output_shape)} columns (one "
                          f"per window of {output_size}); got {length}")
     blocks = cb.reshape((n, rows // taps, taps) + g.spatial_output_shape)
-    xp = np.zeros((n, rows // taps) + g.padded_shape,
-                  dtype=np.int64 if cb.dtype.kind == "b" else cb.dtype)
+    dtype = np.dtype(np.int64 if cb.dtype.kind == "b" else cb.dtype)
+    _check_unfold_memory(g, n * (rows // taps), dtype.itemsize, "fold")
+    xp = np.zeros((n, rows // taps) + g.padded_shape, dtype=dtype)
     for t, window in enumerate(_factors.tap_slices(g)):  # loop over kernel taps, vectorised inside
         xp[window] += blocks[:, :, t]
     out = _factors.extend_adjoint(g, xp)

@@ -146,7 +146,7 @@ def pattern(geometry: Geometry, taps: np.ndarray | None = None, *, rows=None,
     if rows is None:
         check_pattern_memory(geometry, n_taps, itemsize, what)
         row_shape = (c_out,) + geometry.spatial_output_shape
-        coordinates = [(np.arange(n), axis) for axis, n in enumerate(row_shape)]
+        coordinates = [(None, axis) for axis in range(len(row_shape))]  # None: all
         row_channels = None
     else:
         rows = np.asarray(rows, dtype=np.intp).reshape(-1)
@@ -166,12 +166,13 @@ def pattern(geometry: Geometry, taps: np.ndarray | None = None, *, rows=None,
     tap_coords = np.unravel_index(taps, geometry.kernel_shape)
     in_strides = np.cumprod((1,) + geometry.spatial_input_shape[:0:-1])[::-1]
     channel, channel_axis = coordinates[0]
+    channel = np.arange(c_out) if channel is None else channel
     first_channel = (channel // ch.out_per_group)[:, None] * c_in_g + np.arange(c_in_g)
     columns = on_axes((first_channel * spatial_in).astype(idx), (channel_axis, cin_axis))
     valid = []
     for axis, (ax, stride_in) in enumerate(zip(geometry.axes, in_strides)):
         outputs, row_axis = coordinates[axis + 1]
-        cols = ax.columns(geometry.boundary)[outputs][:, tap_coords[axis]]
+        cols = ax.columns(geometry.boundary, outputs)[:, tap_coords[axis]]
         columns = columns + on_axes((cols * stride_in).astype(idx, copy=False),
                                     (row_axis, tap_axis))
         if geometry.boundary == "zero":
@@ -198,11 +199,14 @@ def pattern(geometry: Geometry, taps: np.ndarray | None = None, *, rows=None,
         indptr = np.zeros(n_rows + 1, dtype=idx)
         np.cumsum(counts.reshape(-1), out=indptr[1:])
     return Pattern(indptr, indices, weight_index, weight_shape, grid_shape, mask,
-                   _rows_strictly_increasing(geometry, tap_coords), row_channels)
+                   _rows_strictly_increasing(geometry, tap_coords,
+                                             [outputs for outputs, _ in coordinates[1:]]),
+                   row_channels)
 
 
-def _rows_strictly_increasing(geometry: Geometry, tap_coords) -> bool:
-    """True when, on every axis, each output reads strictly increasing inputs.
+def _rows_strictly_increasing(geometry: Geometry, tap_coords, outputs) -> bool:
+    """True when, on every axis, each output (of `outputs` per axis; None: all) reads
+    strictly increasing inputs.
 
     Then the N-D rows (channels, then taps in C order) are sorted with no
     duplicates.
@@ -210,7 +214,7 @@ def _rows_strictly_increasing(geometry: Geometry, tap_coords) -> bool:
     if geometry.boundary == "zero":  # columns are positions - lo: increasing
         return True
     for axis, ax in enumerate(geometry.axes):
-        cols = ax.columns(geometry.boundary)[:, np.unique(tap_coords[axis])]
+        cols = ax.columns(geometry.boundary, outputs[axis])[:, np.unique(tap_coords[axis])]
         if cols.shape[1] > 1 and not np.all(np.diff(cols, axis=1) > 0):
             return False
     return True

@@ -22,12 +22,17 @@ def correlation_csr(geometry: Geometry, weights: np.ndarray) -> sp.csr_array:
 
     `weights` has the kernel's shape, or ``(C_out, C_in // groups, *kernel)``
     for a geometry with channels.  The matrix keeps their dtype (float16,
-    which scipy.sparse cannot store, becomes float32, exactly).
+    which scipy.sparse cannot store, becomes float32, exactly), except that
+    integers narrower than 64 bits become int64 (uint64) where the boundary
+    adds entries up, as :func:`numpy.sum` does, so that the sums are exact.
     """
     if weights.dtype == np.float16:  # scipy.sparse cannot store float16: exact in float32
         weights = weights.astype(np.float32)
     per_tap, taps = geometry.active_taps(weights)
-    pattern = _pattern.pattern(geometry, taps, itemsize=weights.itemsize)
+    folded_itemsize = 8 if weights.dtype.kind in "iub" else weights.itemsize
+    pattern = _pattern.pattern(geometry, taps, itemsize=folded_itemsize)
+    if not pattern.canonical and weights.dtype.kind in "iub":
+        per_tap = per_tap.astype(np.sum(np.zeros(1, weights.dtype)).dtype)  # no wrap-around
     chosen = per_tap[:, :, taps]
     matrix = sp.csr_array((pattern.values(chosen), pattern.indices, pattern.indptr),
                           shape=(geometry.output_size, geometry.input_size))

@@ -179,6 +179,7 @@ def as_padding(padding, ndim: int, name: str = "mode") -> tuple[tuple[int, int],
             f"`{name}` entries must be an int or a (lo, hi) pair of ints; got {entry!r}"
         )
 
+    given = padding
     padding = _scalar(padding)
     if _is_int(padding):
         pads = (pair(padding),) * ndim
@@ -197,8 +198,7 @@ def as_padding(padding, ndim: int, name: str = "mode") -> tuple[tuple[int, int],
             f"`{name}` must be {words}, an int or a per-axis sequence; got {padding!r}"
         )
     if any(p < 0 for lo_hi in pads for p in lo_hi):
-        raise ValueError(f"`{name}` must be non-negative (explicit padding); got "
-                         f"{tuple(pads)!r}")
+        raise ValueError(f"`{name}` must be non-negative (explicit padding); got {given!r}")
     return pads
 
 

@@ -57,6 +57,32 @@ def test_matrix_errors_are_messages(capsys, argv, message):
     assert re.search(message, err), err
 
 
+@pytest.mark.parametrize("text", [
+    "[__import__('os').system('touch {marker}'), 1, 1]",
+    "[().__class__.__bases__[0].__subclasses__(), 1, 1]",
+    "[open('{marker}', 'w'), 1, 1]", "[exec('import os'), 1, 1]", "['a', 1, 1]"])
+def test_values_are_parsed_never_executed(capsys, tmp_path, text):
+    """sympy's parser evaluates Python: anything but numbers, symbols and arithmetic is
+    refused before it runs (the CLI and the docs directive share this parser)."""
+    marker = tmp_path / "ran"
+    text = text.format(marker=marker)
+    code, out, err = run(capsys, "matrix", "--input", "4", "--values", text)
+    assert code == 2 and "`values` may hold numbers, symbols" in err, err
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="may hold numbers"):
+        build_matrix({"input": "4", "values": text})
+    assert not marker.exists()
+
+
+def test_values_take_symbols_functions_and_exact_numbers():
+    built = build_matrix({"input": "3", "values": "[a**2, sqrt(2)/3, Rational(1, 7)]",
+                          "mode": "valid"})
+    import sympy
+    a = sympy.Symbol("a")
+    # convolution: the first row holds the kernel reversed
+    assert list(built.matrix.row(0)) == [sympy.Rational(1, 7), sympy.sqrt(2) / 3, a**2]
+
+
 def test_version_and_demo_output_errors(capsys, tmp_path):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.strip() == f"linconv {linconv.__version__}"
@@ -151,6 +177,21 @@ def test_huge_inputs_build_only_the_printed_block(monkeypatch, capsys):
     assert lines[1].split() == ["h_{1,1}", "h_{1,0}", "...", ".", "."]
     code, out, err = run(capsys, "matrix", "--input", "100000", "--kernel", "3")
     assert code == 0 and out.splitlines()[0].endswith("100002 x 100000")
+
+
+def test_huge_1d_input_costs_only_the_printed_rows():
+    """10^9 samples: the printed rows' columns are computed at those rows only (tracemalloc
+    sees numpy's allocations; a per-axis table of every output would be gigabytes)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        built = build_matrix({"input": "1000000000", "kernel": "3", "mode": "same",
+                              "boundary": "reflect", "max-size": "4"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, peak
+    assert built.matrix.shape == (10**9, 10**9)
 
 
 def test_latex_block_lines_and_elision():

@@ -168,3 +168,23 @@ def test_convolve_methods_agree_with_scipy(rng):
     expected = scipy.signal.convolve(x, h, "full")
     for method in METHODS:
         _assert_close(linconv.convolve(x, h, method=method), expected, 1e-12)
+
+
+@pytest.mark.parametrize("method", ["sparse", "direct", "fft"])
+@pytest.mark.parametrize("boundary", ["reflect", "symmetric", "edge", "wrap"])
+def test_float32_kernel_with_float64_data_is_computed_in_float64(method, boundary, rng):
+    """The entries the boundary adds up (1 + 1e-7 is 1 in float32) must be summed at the
+    data's precision: float64 oracle (np.pad + scipy) to 1e-15."""
+    import scipy.signal
+    h = np.array([1.0, 0.0, 1e-7], np.float32)
+    x = rng.standard_normal(6)
+    op = linconv.ConvolutionOperator(h, 6, "same", boundary=boundary, method=method)
+    mode = {"reflect": "reflect", "symmetric": "symmetric", "edge": "edge", "wrap": "wrap"}
+    xp = np.pad(x, 1, mode=mode[boundary])
+    expected = scipy.signal.convolve(xp, h.astype(np.float64), "valid")
+    np.testing.assert_allclose(op.apply(x), expected, rtol=1e-14, atol=1e-15)
+    y = rng.standard_normal(6)
+    dense = np.stack([scipy.signal.convolve(np.pad(e, 1, mode=mode[boundary]),
+                                            h.astype(np.float64), "valid") for e in np.eye(6)], 1)
+    np.testing.assert_allclose(op.H.apply(y), dense.T @ y, rtol=1e-14, atol=1e-15)
+    assert op.apply(x.astype(np.float32)).dtype == np.float32

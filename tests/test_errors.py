@@ -74,11 +74,31 @@ def test_sparse_matrix_too_large_is_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(validation, "_SMALL", 0)
     with pytest.raises(MemoryError, match=r"ConvolutionOperator"):
         linconv.convolution_matrix(np.ones((5, 5)), (64, 64), "same")
-    with pytest.raises(MemoryError, match=r"GiB"):
-        linconv.ConvolutionOperator(np.ones((5, 5)), (64, 64), "same", method="sparse")
+    op = linconv.ConvolutionOperator(np.ones((5, 5)), (64, 64), "same", method="sparse")
+    with pytest.raises(MemoryError, match=r"GiB.*matrix-free"):  # on first use
+        op.apply(np.ones((64, 64)))
 
 
 def test_huge_matrix_refused_on_this_machine():
     # 10^6 x 10^6 pixels with a 31x31 kernel: about 10^15 entries
     with pytest.raises(MemoryError, match=r"matrix-free"):
         linconv.convolution_matrix(np.ones((31, 31)), (10**6, 10**6), "same")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: linconv.unfold(np.broadcast_to(np.float32(0), (64, 20000, 20000)), 3, padding=1),
+    lambda: linconv.fold(np.broadcast_to(np.float32(0), (64 * 9, 20000 * 20000)),
+                         (20000, 20000), 3, padding=1)])
+def test_unfold_and_fold_refuse_huge_inputs_with_a_message(call):
+    with pytest.raises(MemoryError, match=r"(un)?fold of 64 channel\(s\).*GiB.*matrix-free"):
+        call()
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: linconv.ConvolutionOperator(np.ones((3, 3)), (5, 5), -1),
+     r"`mode` must be non-negative \(explicit padding\); got -1$"),
+    (lambda: linconv.conv_operator(np.ones((1, 1, 3, 3)), (1, 5, 5), padding=(1, (0, -2))),
+     r"`padding` must be non-negative \(explicit padding\); got \(1, \(0, -2\)\)$")])
+def test_negative_padding_reports_the_value_given(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

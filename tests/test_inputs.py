@@ -429,7 +429,8 @@ def test_huge_matrices_are_refused_before_allocating():
                  lambda: linconv.conv_matrix(np.ones((64, 64, 3, 3)), (64, 8192, 8192),
                                              padding=1),
                  lambda: linconv.ConvolutionOperator(np.ones((31, 31)), (10**6, 10**6),
-                                                     "same", method="sparse")):
+                                                     "same", method="sparse").apply(
+                     np.broadcast_to(0.0, (10**6, 10**6)))):
         peak, _ = _peak_bytes(_refused(call, "matrix-free"))
         assert peak < 1_000_000
 

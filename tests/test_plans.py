@@ -174,7 +174,7 @@ def test_every_engine_has_a_printable_plan_that_says_why(method):
     assert text.startswith({"sparse": "SparsePlan", "direct": "DirectPlan",
                             "fft": "FFTPlan"}[op.method])
     assert (f"method={method!r} requested" in plan.reason if method != "auto"
-            else plan.reason.startswith("auto: estimated"))
+            else plan.reason.startswith(f"auto: method {op.method!r} estimated"))
     assert op.T.plan is plan and op.H.plan is plan
 
 

@@ -91,6 +91,29 @@ def test_boundary_folding_sums_integer_entries_exactly(case, rng):
     assert not np.any(A.data == 0), "folded entries that cancel are not stored"
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32])
+@pytest.mark.parametrize("case", case_params([c for c in CASES if c.boundary != "zero"][::3]))
+def test_narrow_integer_kernels_fold_without_wrapping_around(case, dtype):
+    """Kernels at the top of their range: the folded sums exceed the dtype, and must equal
+    numpy's int64 oracle (as np.sum would give), never wrap around."""
+    top = np.iinfo(dtype).max
+    h = np.full(case.kernel_shape, top, dtype=dtype)
+    A = linconv.correlation_matrix(h, case.input_shape, case.mode, **case.options())
+    dense = dense_by_columns(lambda e: oracle_correlate(e, h.astype(np.int64), case),
+                             int(np.prod(case.input_shape)), case.input_shape, dtype=np.int64)
+    np.testing.assert_array_equal(A.toarray(), dense)
+    folds = dense.max() > top
+    assert A.dtype == (np.sum(h).dtype if folds or A.dtype != dtype else dtype)
+    canonical = linconv.correlation_matrix(h, case.input_shape, "same")  # zeros: no folds
+    assert canonical.dtype == dtype
+
+
+def test_integer_layer_matrix_folds_exactly():
+    weight = np.full((1, 1, 3), 200, np.uint8)
+    A = linconv.conv_matrix(weight, (1, 5), padding=1, padding_mode="replicate")
+    np.testing.assert_array_equal(A.toarray()[0], [400, 200, 0, 0, 0])
+
+
 # -- scipy.ndimage name mapping ------------------------------------------------
 NDIMAGE = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
            "grid-wrap": "wrap", "constant": "zero"}
