@@ -26,7 +26,7 @@ K33 = np.ones((3, 3))
     (lambda: linconv.convolution_matrix(K3, (4.5,)), TypeError, r"`input_shape` must contain only integers"),
     # mode / padding
     (lambda: linconv.convolution_matrix(K3, 4, "sme"), ValueError, r"`mode` must be 'full', 'same', 'valid'.*'sme'"),
-    (lambda: linconv.convolution_matrix(K3, 4, -1), ValueError, r"`mode` must be non-negative \(explicit padding\); got \(\(-1, -1\),\)"),
+    (lambda: linconv.convolution_matrix(K3, 4, -1), ValueError, r"`mode` must be non-negative \(explicit padding\); got -1"),
     (lambda: linconv.convolution_matrix(K33, (4, 4), (1, 2, 3)), ValueError, r"one entry per axis \(2\)"),
     (lambda: linconv.convolution_matrix(K33, (4, 4), [(1, 2, 3), 1]), TypeError, r"`mode` entries must be"),
     (lambda: linconv.convolution_matrix(K3, 4, 1.5), TypeError, r"`mode` must be 'full'.*1.5"),
