@@ -22,8 +22,10 @@ OPTIONS = {
     "kernel": "kernel size per axis, same number of axes as --input (or give --values)",
     "values": "numeric (or sympy) kernel instead of symbols, e.g. '[1, 2, 1]' or "
               "'[[0, 1], [1/2, 1]]'; with --channels the weight (C_out, C_in/groups, *k)",
-    "mode": "full (default), same, valid, or explicit zero padding per side (1) or per "
-            "axis (1x2); for a layer (--channels) the padding, full = kernel span - 1",
+    "mode": "full (default), same, valid, or explicit padding (filled by --boundary): "
+            "one value for every side (1), one per axis in N-D (1x2), or before x after in "
+            "1-D (1x2: 1 before, 2 after); for a layer (--channels) the padding, full = "
+            "kernel span - 1",
     "boundary": "zero (default), wrap, reflect, symmetric or edge (numpy.pad names)",
     "stride": "stride, one value or one per axis (2x1)",
     "dilation": "dilation, one value or one per axis",
@@ -32,7 +34,8 @@ OPTIONS = {
                 "weights are w_{o,c,i,j}",
     "groups": "channel groups (needs --channels; default 1)",
     "max-size": "show at most N rows and columns, eliding the middle (default 16)",
-    "no-blocks": "no partition lines between the blocks of a multi-axis matrix",
+    "no-blocks": "no partition lines between the blocks of a multi-axis matrix (LaTeX and "
+                 "png/svg output; text and markdown draw none)",
 }
 FLAGS = ("correlate", "no-blocks")
 
