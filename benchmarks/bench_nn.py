@@ -123,7 +123,7 @@ def main(argv=None):
         if args.cpu:
             stack.enter_context(linconv.set_workers(1))  # one thread: CPU time is steady
             if baseline is not None:
-                baseline._engines.CORES = 1
+                stack.enter_context(baseline.set_workers(1))
         torch.set_num_threads(threads)
         run(args, baseline, threads, cpu_race if args.cpu else race)
 

@@ -737,100 +737,165 @@ class GemmEngine(_LayerEngine):
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
 
+@functools.lru_cache(maxsize=None)
+def _blas_axpy(char: str):
+    """BLAS ``axpy`` (``y[offy:offy+n] += a * x[offx:offx+n]``, one pass, in place on 1-D
+    contiguous arrays) for the dtype of character `char`, or None for the types BLAS lacks (float16, long double)."""
+    name = {"f": "saxpy", "d": "daxpy", "F": "caxpy", "D": "zaxpy"}.get(char)
+    if name is None:
+        return None
+    from scipy.linalg import blas
+    return getattr(blas, name)
+
+
+def _multiply_add(dst, reads, weights, length, m, fold, chunk):
+    """Rows of `dst` ``(K, length)`` as sums of scaled rows of flat sources.
+
+    Each of `reads` ``(source, offset, t)`` adds ``weights[t, r] *
+    source[s * length + offset:][:length]`` to row ``k``: with ``r = k, s = k // m``
+    (an input row feeds `m` output rows) or, with `fold`, for every ``j < m`` with
+    ``r = s = k * m + j`` (`m` rows add into one).  Rows of at least ``AXPY_MIN``
+    samples run one BLAS ``axpy`` per term on pieces of `chunk` samples (the first
+    term a multiply); shorter rows, and dtypes without BLAS, run whole blocks of
+    rows with numpy (a multiply and an add per term, a weight column per row).
+    """
+    rows = len(dst)
+    if not reads:
+        dst[...] = 0
+        return
+    axpy = _blas_axpy(dst.dtype.char) if length >= AXPY_MIN else None
+    if axpy is None:
+        scratch = np.empty_like(dst)
+        for i, (j, (source, offset, t)) in enumerate(
+                (j, read) for j in range(m if fold else 1) for read in reads):
+            if fold:  # rows k * m + j of the source, weights of those rows
+                view = source[offset:offset + rows * m * length].reshape(rows, m, length)[:, j]
+                w = weights[t].reshape(rows, m)[:, j, None]
+                target, term = dst, scratch
+            else:  # input row k // m for output row k
+                view = source[offset:offset + rows // m * length].reshape(rows // m, 1, length)
+                w = weights[t].reshape(rows // m, m, 1)
+                target = dst.reshape(rows // m, m, length)
+                term = scratch.reshape(target.shape)
+            np.multiply(view, w, out=target if i == 0 else term)
+            if i:
+                target += term
+        return
+    flat, wl = dst.reshape(-1), weights.tolist()
+    for k in range(rows):
+        if fold:
+            terms = [(source, r * length + offset, wl[t][r]) for r in range(k * m, k * m + m)
+                     for source, offset, t in reads]
+        else:
+            terms = [(source, k // m * length + offset, wl[t][k]) for source, offset, t in reads]
+        for c0 in range(0, length, chunk):
+            n = min(chunk, length - c0)
+            start = k * length + c0
+            (source, offset, a), *rest = terms
+            np.multiply(source[offset + c0:offset + c0 + n], a, out=flat[start:start + n])
+            for source, offset, a in rest:
+                axpy(source, flat, n, a, offset + c0, 1, start, 1)
+
+
+def _in_parallel(run, blocks) -> None:
+    """``run(part)`` on consecutive parts of `blocks`, one per worker thread."""
+    workers = min(get_workers(), len(blocks))
+    if workers <= 1:
+        if blocks:
+            run(blocks)
+        return
+    edges = np.linspace(0, len(blocks), workers + 1).astype(int)
+    futures = [_pool(workers).submit(run, blocks[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    for future in futures:
+        future.result()
+
+
 class DepthwiseEngine(_LayerEngine):
     """Depthwise (one input channel per group) layers as batched single-channel correlation.
 
-    Rows are output channels, each the plan's phase grids flattened over
-    ``(batch, *grid)``; every row is ``sum_t w[c, t] * phase_t[row, offset_t:]``:
-    per tap one multiply by a scalar and one add over cache-sized blocks of a
-    row (shared among the threads), instead of many tiny GEMMs.  A depth
-    multiplier ``C_out / C_in = m > 1`` repeats each input row ``m`` times.  The
-    adjoint gathers with the conjugate weights from the output grid shifted by
-    the plan's tail (the full correlation), one phase at a time, then adds the
-    ``m`` rows of each input channel and folds the phases back.
+    A row is one channel's phase grids flattened over ``(batch, *grid)``; output
+    row ``c`` is ``sum_t w[c, t] * phase_t[row, offset_t:]``.  The channels run in
+    cache-sized blocks (:meth:`~linconv._plans.LayerPlan.channel_blocks`, shared
+    among the threads): each block is placed on zeroed phase grids, run as one
+    multiply-add pass per tap (BLAS ``axpy``, see :func:`_multiply_add`) and
+    cropped into the output, so the grids never exist for the whole input.  A
+    depth multiplier ``C_out / C_in = m > 1`` reads each input row for ``m``
+    output rows.  The adjoint gathers with the conjugate weights from the output
+    rows placed after ``tail`` zeros (the full correlation), one phase at a time,
+    the ``m`` rows of each input channel adding into one, then places the phases
+    back onto the input.
     """
 
     engine = "depthwise"
 
     def _weights(self):
+        """``(T, C_out)`` weights of the planned taps and their conjugates."""
         if getattr(self, "_w", None) is None:
-            w = np.ascontiguousarray(self._per_tap()[:, 0, :].T)  # (T, C_out)
+            w = np.ascontiguousarray(self._per_tap()[:, 0, :].T)
             self._w = w, w.conj()
         return self._w
-
-    def _run(self, out, sources, terms, weights, rows, length):
-        """``out[k] = sum over terms[k] of weights[t] * sources[s][row, offset:]`` by blocks.
-
-        `out` is ``(K, rows * length)``, `sources` a list of flat arrays, and
-        ``terms[k]`` a list of ``(tap, source, offset)``; ``weights[t]`` holds
-        one weight per row.
-        """
-        plan = self.plan
-        jobs = [(k, block) for k in range(len(out)) for block in plan.blocks(rows, length)]
-        columns = weights[..., None]
-
-        def work(part):
-            tmp = np.empty(max(plan.block, length), dtype=out.dtype)
-            for k, (r0, r1, c0, c1) in part:
-                o = out[k, r0 * length + c0:(r1 - 1) * length + c1]
-                if r1 - r0 > 1:
-                    o = o.reshape(r1 - r0, length)
-                if not terms[k]:
-                    o[...] = 0
-                    continue
-                scratch = tmp[:o.size].reshape(o.shape)
-                for i, (tap, s, offset) in enumerate(terms[k]):
-                    start = r0 * length + offset + c0
-                    view = sources[s][start:start + o.size].reshape(o.shape)
-                    w = weights[tap, r0] if r1 - r0 == 1 else columns[tap, r0:r1]
-                    if i == 0:
-                        np.multiply(view, w, out=o)
-                    else:
-                        np.multiply(view, w, out=scratch)
-                        o += scratch
-
-        workers = min(get_workers(), len(jobs))
-        if workers <= 1:
-            work(jobs)
-            return
-        edges = np.linspace(0, len(jobs), workers + 1).astype(int)
-        futures = [_pool(workers).submit(work, jobs[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-        for future in futures:
-            future.result()
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(x), ch.out_per_group
-        length = batch * plan.grid_size  # one row: an output channel over the batch
-        rows = ch.out_channels
-        source = np.zeros((plan.phases, rows * length + plan.tail), dtype=x.dtype)
-        xe = np.swapaxes(g.extend(x) if plan.extend else x, 0, 1)[:, None]
-        _place(plan, xe, source[:, :rows * length].reshape(
-            (plan.phases, ch.in_channels, m, batch) + plan.grid))
-        out = np.empty((1, rows * length), dtype=np.result_type(x, self.weights_given))
-        terms = [[(i, p, o) for i, (p, o) in enumerate(zip(plan.phase, plan.offset))]]
-        self._run(out, list(source), terms, self._weights()[0], rows, length)
-        return np.swapaxes(out.reshape((rows, batch) + plan.grid)[_crop(plan)], 0, 1)
+        length = batch * plan.grid_size  # one row: a channel over the batch
+        dtype = np.result_type(x, self.weights_given)
+        weights = self._weights()[0].astype(dtype, copy=False)
+        xe = np.swapaxes(g.extend(x) if plan.extend else x, 0, 1)
+        out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
+
+        def run(blocks):
+            most = max(c1 - c0 for c0, c1 in blocks)
+            source = np.zeros((plan.phases, most * length + plan.tail), dtype=dtype)
+            result = np.empty((most * m, length), dtype=dtype)
+            reads = [(source[p], o, t) for t, (p, o) in enumerate(zip(plan.phase, plan.offset))]
+            for c0, c1 in blocks:
+                n = c1 - c0
+                _place(plan, xe[c0:c1], source[:, :n * length].reshape(
+                    (plan.phases, n, batch) + plan.grid))
+                rows = result[:n * m]
+                _multiply_add(rows, reads, weights[:, c0 * m:c1 * m], length, m, False,
+                              plan.block)
+                out[:, c0 * m:c1 * m] = np.swapaxes(
+                    rows.reshape((n * m, batch) + plan.grid)[_crop(plan)], 0, 1)
+
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        return out
 
     def adjoint(self, y):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(y), ch.out_per_group
         length = batch * plan.grid_size
-        rows = ch.out_channels
         dtype = np.result_type(y, self.weights_given)
-        shifted = np.zeros(plan.tail + rows * length, dtype=y.dtype)
-        shifted[plan.tail:].reshape((rows, batch) + plan.grid)[_crop(plan)] = \
-            np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
-        target = np.empty((plan.phases, rows * length), dtype=dtype)
-        terms = [[(i, 0, plan.adjoint_offset[i]) for i in plan.phase_taps(p)]
-                 for p in range(plan.phases)]
-        self._run(target, [shifted], terms, self._weights()[1], rows, length)
-        grids = target.reshape((plan.phases, ch.in_channels, m, batch) + plan.grid)
-        grids = grids[:, :, 0] if m == 1 else grids.sum(axis=2)
-        return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
+        weights = self._weights()[1].astype(dtype, copy=False)
+        ys = np.swapaxes(y, 0, 1)
+        shape = g.padded_shape if plan.extend else g.spatial_input_shape
+        out = np.empty((batch, ch.in_channels) + shape, dtype=dtype)
+
+        def run(blocks):
+            most = max(c1 - c0 for c0, c1 in blocks)
+            shifted = np.zeros(plan.tail + most * m * length, dtype=dtype)
+            target = np.empty((plan.phases, most, length), dtype=dtype)
+            reads = [[(shifted, plan.adjoint_offset[i], i) for i in plan.phase_taps(p)]
+                     for p in range(plan.phases)]
+            for c0, c1 in blocks:
+                n = c1 - c0
+                shifted[plan.tail:plan.tail + n * m * length].reshape(
+                    (n * m, batch) + plan.grid)[_crop(plan)] = ys[c0 * m:c1 * m]  # S^T
+                for p in range(plan.phases):
+                    _multiply_add(target[p, :n], reads[p], weights[:, c0 * m:c1 * m], length,
+                                  m, True, plan.block)
+                grids = np.swapaxes(target[:, :n].reshape((plan.phases, n, batch) + plan.grid),
+                                    1, 2)
+                for phase, source, tgt in plan.placements:
+                    out[(slice(None), slice(c0, c1)) + source] = grids[(phase, Ellipsis) + tgt]
+
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        return g.extend_adjoint(out) if plan.extend else out
 
 
-DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L1/L2-sized)
+DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
+AXPY_MIN = 4096  # row length from which the depthwise engine runs BLAS axpy per row
 
 
 # -- choosing -------------------------------------------------------------------

@@ -24,7 +24,8 @@ one stride-free (polyphase) form of the correlation:
 
 Engines: ``"gemm"`` mixes channels with one matrix product per tap;
 ``"depthwise"`` (one input channel per group) runs batched single-channel
-correlation as whole-array multiply-adds per tap, in cache-sized blocks.
+correlation as one multiply-add pass per tap (BLAS ``axpy``) on cache-sized
+blocks of channels, placed, run and cropped one block at a time.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class LayerPlan:
     output_shape : tuple of int
         The part of the grid that is the output (from position 0 on every axis).
     block : int
-        Elements per block of the depthwise engine (0 for "gemm").
+        Elements per block of the depthwise engine (0 for "gemm"): channels are
+        run in blocks of about this size (:meth:`channel_blocks`), and a longer
+        row in pieces of this length.
     stack : tuple of int
         GEMM only: the shifts of the copies of each phase stacked along the
         channels (so one product covers all taps along the last axis, with
@@ -143,19 +146,15 @@ class LayerPlan:
         """Positions in `taps` of the taps that read `phase`."""
         return tuple(i for i, p in enumerate(self.phase) if p == phase)
 
-    def blocks(self, rows: int, row_length: int):
-        """Blocks ``(r0, r1, c0, c1)`` covering ``rows x row_length``: pieces of one row of
-        at most `block` elements (one weight per block), or several whole rows when
-        rows are shorter than ``block / 2`` (a weight column per block: slower per
-        element, but fewer calls)."""
-        if not rows or not row_length:
+    def channel_blocks(self, channels: int, rows_per_channel: int, row_length: int):
+        """Blocks ``(c0, c1)`` of whole channels covering ``range(channels)``, each of at
+        most `block` elements (``(c1 - c0) * rows_per_channel * row_length``, at least
+        one channel): the depthwise engine places, runs and crops one block at a time
+        in buffers of that size."""
+        if not channels or not row_length:
             return []
-        if row_length >= self.block // 2:
-            edges = list(range(0, row_length, self.block)) + [row_length]
-            return [(r, r + 1, c0, c1) for r in range(rows)
-                    for c0, c1 in zip(edges[:-1], edges[1:])]
-        step = max(1, self.block // row_length)
-        return [(r0, min(r0 + step, rows), 0, row_length) for r0 in range(0, rows, step)]
+        step = max(1, self.block // (rows_per_channel * row_length))
+        return [(c0, min(c0 + step, channels)) for c0 in range(0, channels, step)]
 
     def __str__(self) -> str:
         grid = "x".join(map(str, self.grid))

@@ -53,6 +53,17 @@ def _id(layer):
             f"k{'x'.join(map(str, kernel))}-{opts}")
 
 
+@pytest.fixture(params=["numpy", "axpy", "axpy-pieces"])
+def depthwise_path(request, monkeypatch):
+    """The depthwise engine's three ways of running the taps: numpy on whole blocks of
+    rows (short rows), BLAS axpy per row, and axpy on pieces of a row (long rows)."""
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "AXPY_MIN", 10**9 if request.param == "numpy" else 1)
+    if request.param == "axpy-pieces":
+        monkeypatch.setattr(_engines, "DEPTHWISE_BLOCK", 7)
+    return request.param
+
+
 def _engines_for(op, w):
     engines = [GemmEngine(op.geometry, w)]
     if op.geometry.channels.in_per_group == 1:
@@ -80,7 +91,7 @@ def _torch_function(layer):
 
 
 @pytest.mark.parametrize("layer", LAYERS, ids=_id)
-def test_engines_match_torch_forward_and_adjoint(layer, rng):
+def test_engines_match_torch_forward_and_adjoint(layer, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     torch, run = _torch_function(layer)
     w = rng.standard_normal((c_out, c_in // groups) + kernel)
@@ -100,7 +111,7 @@ def test_engines_match_torch_forward_and_adjoint(layer, rng):
 
 
 @pytest.mark.parametrize("layer", [LAYERS[4], LAYERS[7], LAYERS[12]], ids=_id)
-def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng):
+def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     torch, run = _torch_function(layer)
     shape = (c_out, c_in // groups) + kernel
@@ -121,7 +132,7 @@ def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng):
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
 @pytest.mark.parametrize("layer", LAYERS, ids=_id)
-def test_engines_dot_test(layer, dtype, tol, rng):
+def test_engines_dot_test(layer, dtype, tol, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     w = rng.standard_normal((c_out, c_in // groups) + kernel).astype(dtype)
     op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
@@ -135,7 +146,53 @@ def test_engines_dot_test(layer, dtype, tol, rng):
         assert abs(lhs - rhs) <= tol * scale, engine.engine
 
 
-def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng):
+@pytest.mark.parametrize("dtype, rtol", [(np.float16, 2e-2), (np.float32, 1e-5),
+                                         (np.complex64, 1e-5), (np.longdouble, 1e-12)])
+@pytest.mark.parametrize("layer", [LAYERS[6], LAYERS[7]], ids=_id)
+def test_depthwise_dtypes_and_non_contiguous_inputs(layer, dtype, rtol, rng, depthwise_path):
+    """Every dtype (BLAS axpy for float32/complex64, numpy for float16/long double) on
+    Fortran-ordered inputs, against torch in float64 (complex through real and imaginary
+    parts); the dtype is kept."""
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    parts = 2 if np.dtype(dtype).kind == "c" else 1
+    w = [rng.standard_normal((c_out, 1) + kernel) for _ in range(parts)]
+    x = [rng.standard_normal((2, c_in) + spatial) for _ in range(parts)]
+    op = linconv.conv_operator(w[0], (c_in,) + spatial, groups=groups, **kw)
+    y = [rng.standard_normal((2,) + op.output_shape) for _ in range(parts)]
+    t = lambda a, b: run(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    if parts == 1:
+        w, x, y = (np.asarray(v[0], dtype=dtype).astype(np.float64) for v in (w, x, y))
+        expected = t(x, w)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        (expected_adjoint,) = torch.autograd.grad(run(tx, torch.from_numpy(w)), tx,
+                                                  torch.from_numpy(y))
+        expected_adjoint = expected_adjoint.numpy()
+    else:
+        w, x, y = (v[0] + 1j * v[1] for v in (w, x, y))
+        w, x, y = (v.astype(dtype).astype(np.complex128) for v in (w, x, y))
+        expected = t(x.real, w.real) - t(x.imag, w.imag) + 1j * (t(x.real, w.imag) +
+                                                                t(x.imag, w.real))
+        expected_adjoint = None
+    engine = DepthwiseEngine(op.geometry, w.astype(dtype))
+    xf, yf = np.asfortranarray(x.astype(dtype)), np.asfortranarray(y.astype(dtype))
+    assert not xf.flags.c_contiguous
+    got = engine.forward(xf)
+    assert got.dtype == dtype
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got.astype(expected.dtype), expected, rtol=0, atol=rtol * scale)
+    back = engine.adjoint(yf)
+    assert back.dtype == dtype and back.shape == x.shape
+    if expected_adjoint is None:  # complex: the dot test <y, A x> = <A^H y, x>, in float64
+        lhs = np.vdot(y, expected)
+        rhs = np.vdot(back.astype(np.complex128), x)
+        assert abs(lhs - rhs) <= rtol * np.linalg.norm(y) * np.linalg.norm(expected) * 10
+    else:
+        np.testing.assert_allclose(back.astype(np.float64), expected_adjoint, rtol=0,
+                                   atol=rtol * np.abs(expected_adjoint).max())
+
+
+def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng, depthwise_path):
     torch, run = _torch_function((4, 4, 4, (9, 8), (3, 3), dict(padding=1)))
     w = rng.standard_normal((4, 1, 3, 3))
     w[:, :, 0] = 0  # the first kernel row is zero for every channel
@@ -247,15 +304,15 @@ def test_plan_stacking_and_printing():
     assert plan.phases == 4 and plan.stack == (0, 1)
 
 
-def test_blocks_cover_every_row_once():
+def test_channel_blocks_cover_every_channel_once():
     g = Geometry.from_args((3,), (10,), 1, channels=Channels(2, 2, 2))
     plan = layer_plan(g, range(3), "depthwise", block=100)
-    for rows, length in ((7, 30), (3, 250), (1, 1000), (5, 100)):
-        cover = np.zeros((rows, length), dtype=int)
-        for r0, r1, c0, c1 in plan.blocks(rows, length):
-            assert (r1 - r0) * (c1 - c0) <= max(100, length) and (r1 - r0 == 1 or c0 == 0)
-            cover[r0:r1, c0:c1] += 1
-        assert (cover == 1).all()
+    for channels, m, length in ((7, 1, 30), (3, 2, 250), (1, 1, 1000), (5, 1, 20), (9, 2, 7)):
+        blocks = plan.channel_blocks(channels, m, length)
+        assert [c for c0, c1 in blocks for c in range(c0, c1)] == list(range(channels))
+        assert all((c1 - c0) * m * length <= 100 or c1 - c0 == 1 for c0, c1 in blocks)
+        assert len(blocks) == -(-channels // max(1, 100 // (m * length)))  # as few as fit
+    assert plan.channel_blocks(0, 1, 30) == plan.channel_blocks(3, 1, 0) == []
 
 
 @pytest.mark.parametrize("groups", [1, 4])
