@@ -55,7 +55,7 @@ from scipy import ndimage
 
 from . import _pattern
 from ._geometry import Geometry, align_leads, place_circular
-from ._plans import STACK_MAX, layer_plan
+from ._plans import layer_plan
 from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
@@ -622,7 +622,7 @@ class _LayerEngine(_MatrixOnDemand):
         """The :class:`~linconv._plans.LayerPlan` this engine executes (computed once)."""
         if self._plan is None:
             taps = self.geometry.active_taps(self.weights_given)[1]
-            block = DEPTHWISE_BLOCK if self.engine == "depthwise" else 0
+            block = DEPTHWISE_BLOCK if self.engine == "depthwise" else GEMM_BLOCK
             self._plan = layer_plan(self.geometry, taps, self.engine, self.reason, block)
         return self._plan
 
@@ -633,106 +633,105 @@ class _LayerEngine(_MatrixOnDemand):
 
 
 class GemmEngine(_LayerEngine):
-    """Multi-channel correlation as channel-mixing GEMMs on shifted views.
+    """Multi-channel correlation as channel-mixing GEMMs on shifted copies (im2col in chunks).
 
     The plan's phases are flattened per channel over ``(batch, *grid)``; tap
     ``t`` then reads a contiguous slice of one phase at a constant offset, so
     the output is ``sum_t W_t @ X[phase_t][:, offset_t : offset_t + N]`` with
     ``W_t`` the ``(C_out, C_in)`` matrix of the tap (block-diagonal over
-    groups): BLAS on views, no strided outputs computed and thrown away.  The
-    taps along the last axis are stacked into one product (the plan's
-    `stack`: copies of each phase shifted by those taps, stacked along the
-    channels), which gives BLAS ``len(stack)`` times longer products and
-    fewer passes.  The adjoint runs the same products in reverse as a gather:
-    each phase is ``sum W^H @ Y`` over copies of the output grid placed after
-    zeros and shifted back by the same amounts (the full correlation), so
-    nothing is scattered.
+    groups).  One chunk of the grid at a time, the slices of every tap are
+    copied into one cache-sized buffer, stacked along the channels, and one
+    product with the weights of all taps (``K = taps * C_in / groups``) gives
+    the chunk of the output: BLAS at its most efficient shape, no sum of
+    partial products and no im2col matrix of the whole input.  The adjoint
+    runs the same products in reverse as a gather, one phase at a time: each
+    phase is ``sum W_t^H @ Y`` over slices of the output grid placed after
+    ``tail`` zeros and shifted back by the tap offsets (the full correlation),
+    so nothing is scattered.
     """
 
     engine = "gemm"
 
     def _weights(self):
-        """Per product: its stack slots ``(s0, s1)``, its weights ``(G, out/g, k * in/g)``
-        and the adjoint's ``(G, in/g, k * out/g)`` (``k = s1 - s0``)."""
+        """``(G, out/g, T * in/g)`` forward weights (slot-major: tap, then channel) and,
+        per phase, the adjoint's ``(G, in/g, T_p * out/g)`` over the taps of that phase."""
         if getattr(self, "_w", None) is None:
             ch, plan = self.geometry.channels, self.plan
             per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-            self._w = []
-            for _, _, members in plan.products:
-                s0 = min(slot for _, slot in members)
-                s1 = max(slot for _, slot in members) + 1
-                w = np.zeros((ch.groups, ch.out_per_group, s1 - s0, ch.in_per_group),
-                             dtype=per_tap.dtype)
-                for tap, slot in members:
-                    w[:, :, slot - s0] = per_tap[..., tap]
-                adjoint = np.ascontiguousarray(w.conj().transpose(0, 3, 2, 1))
-                self._w.append(((s0, s1), w.reshape(w.shape[:2] + (-1,)),
-                                adjoint.reshape(adjoint.shape[:2] + (-1,))))
+            forward = per_tap.transpose(0, 1, 3, 2).reshape(ch.groups, ch.out_per_group, -1)
+            adjoint = [np.ascontiguousarray(per_tap[..., list(plan.phase_taps(p))].conj()
+                                            .transpose(0, 2, 3, 1).reshape(ch.groups,
+                                                                           ch.in_per_group, -1))
+                       for p in range(plan.phases)]
+            self._w = np.ascontiguousarray(forward), adjoint
         return self._w
 
-    def _stacked(self, flat, n, groups, per_group, shifts):
-        """``(phases, G, len(stack), per_group, n + stack_tail)``: copies of the flat
-        ``(phases, G * per_group, ...)`` arrays starting at `shifts`, stacked."""
-        plan = self.plan
-        width = n + plan.stack_tail
-        flat = flat.reshape(len(flat), groups, 1, per_group, -1)
-        if len(shifts) == 1 and shifts[0] == 0:
-            return flat
-        out = np.empty(flat.shape[:2] + (len(shifts), per_group, width), dtype=flat.dtype)
-        for slot, shift in enumerate(shifts):
-            out[:, :, slot] = flat[:, :, 0, :, shift:shift + width]
-        return out
-
-    @staticmethod
-    def _products(out, products, source, n):
-        """``out = sum_j w_j @ source[phase_j, :, s0_j:s1_j, :, start_j : start_j + n]``
-        for `products` ``((phase, start, (s0, s1), w), ...)``."""
-        if not products:
-            out[...] = 0
-            return out
-        term = np.empty_like(out) if len(products) > 1 else None
-        for j, (phase, start, (s0, s1), w) in enumerate(products):
-            view = source[phase, :, s0:s1, :, start:start + n]
-            view = view.reshape(out.shape[0], math.prod(view.shape[1:-1]), n)
-            np.matmul(w, view, out=out if j == 0 else term)
-            if j:
-                out += term
-        return out
+    def _products(self, weights, source, reads, chunks, sink=None, out=None):
+        """``r[:, :, q] = weights @ stack_k(source[phase_k, :, :, offset_k + c0 + q])`` for
+        ``q < width``, per chunk ``(c0, width)`` of the flat grid, written to
+        ``out[:, :, c0:c0 + width]`` or handed to ``sink(c0, width, r)``; `source`
+        ``(phases, G, per, len)``, `reads` ``((phase_k, offset_k), ...)``, `weights`
+        ``(G, rows, len(reads) * per)``."""
+        groups, per = source.shape[1:3]
+        most = max((width for _, width in chunks), default=0)
+        k = len(reads) * per
+        buffer = np.empty(groups * k * most, dtype=weights.dtype)
+        result = np.empty(weights.shape[:2] + (most if out is None else 0,), dtype=weights.dtype)
+        for c0, width in chunks:
+            r = result[:, :, :width] if out is None else out[:, :, c0:c0 + width]
+            if reads:
+                stacked = buffer[:groups * k * width].reshape(groups, len(reads), per, width)
+                for slot, (phase, offset) in enumerate(reads):
+                    stacked[:, slot] = source[phase, :, :, offset + c0:offset + c0 + width]
+                np.matmul(weights, stacked.reshape(groups, k, width), out=r)
+            else:
+                r[...] = 0
+            if sink is not None:
+                sink(c0, width, r)
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        weights = self._weights()
         batch = len(x)
         n = batch * plan.grid_size
-        full = n + plan.stack_tail + plan.stack[-1]
-        source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
+        dtype = np.result_type(x, self.weights_given)
+        source = np.zeros((plan.phases, ch.in_channels, n + plan.tail), dtype=dtype)
         _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
-        source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
-        out = np.empty((ch.groups, ch.out_per_group, n),
-                       dtype=np.result_type(x, self.weights_given))
-        self._products(out, [(p, o, slots, w) for (p, o, _), (slots, w, _)
-                             in zip(plan.products, weights)], source, n)
-        out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
-        return np.swapaxes(out, 0, 1)
+        out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
+        # chunks: slabs of whole grid rows (first axis) of one batch item, the output rows only
+        slab = math.prod(plan.grid[1:])
+        rows = max(1, plan.columns(len(plan.taps) * ch.in_channels, out.itemsize) // slab)
+        chunks = [(b * plan.grid_size + i0 * slab, (min(i0 + rows, plan.output_shape[0]) - i0)
+                   * slab) for b in range(batch) for i0 in range(0, plan.output_shape[0], rows)]
+        crop = (slice(None),) + _crop(plan)[1:]  # all grid axes but the first
+
+        def sink(c0, width, r):
+            b, i0 = divmod(c0, plan.grid_size)
+            i0 //= slab
+            r = r.reshape((ch.out_channels, width // slab) + plan.grid[1:])
+            out[b, :, i0:i0 + width // slab] = r[(slice(None),) + crop[1:]]
+
+        self._products(self._weights()[0].astype(dtype, copy=False),
+                       source.reshape(plan.phases, ch.groups, ch.in_per_group, -1),
+                       list(zip(plan.phase, plan.offset)), chunks, sink)
+        return out
 
     def adjoint(self, y):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        weights = self._weights()
         batch = len(y)
         n = batch * plan.grid_size
-        lead = plan.stack_tail + plan.stack[-1]  # zeros before the output grid
-        shifted = np.zeros((1, ch.out_channels, lead + n), dtype=y.dtype)
-        shifted[..., lead:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
-            np.swapaxes(y, 0, 1)  # S^T
-        stacked = self._stacked(shifted, n, ch.groups, ch.out_per_group,
-                                [plan.stack[-1] - c for c in plan.stack])
         dtype = np.result_type(y, self.weights_given)
+        shifted = np.zeros((ch.out_channels, plan.tail + n), dtype=dtype)
+        shifted[:, plan.tail:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
+            np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
+        shifted = shifted.reshape(1, ch.groups, ch.out_per_group, -1)
         target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
-        for phase in range(plan.phases):
-            self._products(target[phase], [
-                (0, plan.stack_tail - o, slots, w) for (p, o, _), (slots, _, w)
-                in zip(plan.products, weights) if p == phase], stacked, n)
+        for phase, weights in enumerate(self._weights()[1]):
+            reads = [(0, plan.adjoint_offset[i]) for i in plan.phase_taps(phase)]
+            columns = plan.columns(max(len(reads), 1) * ch.out_channels, target.itemsize)
+            chunks = [(c0, min(columns, n - c0)) for c0 in range(0, n, columns)]
+            self._products(weights.astype(dtype, copy=False), shifted, reads, chunks,
+                           out=target[phase])
         grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
@@ -896,16 +895,17 @@ class DepthwiseEngine(_LayerEngine):
 
 DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
 AXPY_MIN = 4096  # row length from which the depthwise engine runs BLAS axpy per row
+GEMM_BLOCK = 1 << 21  # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
 # -- choosing -------------------------------------------------------------------
 _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
 # The layer cost model (all cores of this machine).  benchmarks/calibrate.py measures
-# GEMM_NS, PASS_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
+# GEMM_NS, COPY_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
 # ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
 # FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
 GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
-PASS_NS = 1.0       # ns per output sample of each product of the GEMM (calls, accumulation)
+COPY_NS = 1.0       # ns per sample of each tap's shifted copy of an input channel (GEMM)
 DEPTHWISE_NS = 0.15  # ns per output sample and tap of the depthwise multiply-adds
 MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
@@ -914,9 +914,8 @@ def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     """Estimated seconds of the layer engines for one sample (only those that apply)."""
     ch = geometry.channels
     work = max(ntaps, 1) * math.prod(geometry.polyphase()[0]) * ch.out_channels
-    k = geometry.axes[-1].k
-    passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
-    costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
+    costs = {"gemm": work * (GEMM_NS * ch.in_per_group +
+                             COPY_NS * ch.in_channels / ch.out_channels) * 1e-9}
     if ch.in_per_group == 1:
         costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
     return costs

@@ -21,7 +21,7 @@ import pytest
 import linconv
 from linconv._engines import DepthwiseEngine, GemmEngine
 from linconv._geometry import Channels, Geometry
-from linconv._plans import STACK_MAX, layer_plan
+from linconv._plans import layer_plan
 
 NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
              "circular": "wrap"}
@@ -281,27 +281,40 @@ def test_plan_reads_every_tap_where_numpy_pad_puts_it(kernel, spatial, padding, 
             want = padded[tuple(outputs[:, a] * g.strides[a] + j[a] * g.dilations[a]
                                 for a in range(len(spatial)))]
             np.testing.assert_array_equal(flat[phase, grid_index + offset], want)
-        if engine == "gemm":  # products x stack slots cover every tap once
-            members = sorted((i, plan.stack[slot] + offset)
-                             for _, offset, ms in plan.products for i, slot in ms)
-            assert members == sorted(enumerate(plan.offset))
-            assert all(plan.phase[i] == p for p, _, ms in plan.products for i, _ in ms)
 
 
-def test_plan_stacking_and_printing():
+def test_plan_chunks_and_printing():
     g = Geometry.from_args((3, 3), (56, 56), 1, channels=Channels(64, 64))
-    plan = layer_plan(g, range(9), "gemm", "because")
-    assert plan.stack == (0, 1, 2) and len(plan.products) == 3
-    assert [o for _, o, _ in plan.products] == [0, 58, 116]
+    plan = layer_plan(g, range(9), "gemm", "because", block=1 << 20)
+    assert plan.columns(9 * 64, 4) == (1 << 20) // (9 * 64 * 4) == 455
+    assert plan.columns(10**6, 8) == 64  # at least 64 columns
     text = str(plan)
-    assert "engine 'gemm' (because)" in text and "3 matrix product(s)" in text
+    assert "engine 'gemm' (because)" in text and "chunks of 1048576 bytes" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.engine = "depthwise"
-    long = Geometry.from_args((1, STACK_MAX + 2), (4, 40), 0, channels=Channels(2, 2))
-    assert layer_plan(long, range(STACK_MAX + 2), "gemm").stack == (0,)
-    strided = Geometry.from_args((3, 3), (9, 9), 1, stride=2, channels=Channels(2, 2))
-    plan = layer_plan(strided, range(9), "gemm")
-    assert plan.phases == 4 and plan.stack == (0, 1)
+
+
+@pytest.mark.parametrize("block", [1, 64 * 8 * 5, 1 << 21])
+def test_gemm_chunks_of_any_width_match_torch(block, rng, monkeypatch):
+    """The GEMM's chunks: one grid sample wide (block 1: 64 columns), a width that does
+    not divide the grid, and the whole grid in one chunk."""
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "GEMM_BLOCK", block)
+    layer = LAYERS[4]
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    w = rng.standard_normal((c_out, c_in // groups) + kernel)
+    op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
+    x = rng.standard_normal((5,) + op.input_shape)
+    y = rng.standard_normal((5,) + op.output_shape)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    out = run(tx, torch.from_numpy(w))
+    (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
+    engine = GemmEngine(op.geometry, w)
+    assert engine.plan.block == block
+    np.testing.assert_allclose(engine.forward(x), out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(), rtol=1e-12,
+                               atol=1e-12)
 
 
 def test_channel_blocks_cover_every_channel_once():
