@@ -30,13 +30,16 @@ machine with ``benchmarks/bench_apply.py --methods``:
 and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 5x5
 kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
 layer engines (:func:`layer_costs`), each executing a
-:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on shifted views
-(``GEMM_NS * C_out * C_in/groups * taps * outputs`` plus ``PASS_NS`` per
-output of each product), or, with one input channel per group (depthwise,
-single channel), batched single-channel multiply-adds
-(``DEPTHWISE_NS * C_out * taps * outputs``); "fft" adds the per-frequency
-channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3 layer with 64
-channels runs "direct".  ``op.plan`` says which engine runs and why.
+:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on chunks of
+stacked shifted copies (``GEMM_NS * C_out * C_in/groups * taps * outputs``
+for the products plus ``COPY_NS * C_in * taps * outputs`` for the copies),
+or, with one input channel per group (depthwise, single channel), batched
+single-channel multiply-adds, one BLAS ``axpy`` per row and tap
+(``DEPTHWISE_NS * C_out * taps * outputs``; rows shorter than
+``DEPTHWISE_MIN_ROW`` samples run the GEMM instead); "fft" adds the
+per-frequency channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3
+layer with 64 channels runs "direct".  ``op.plan`` says which engine runs and
+why.  ``benchmarks/calibrate.py`` fits the layer constants.
 """
 
 from __future__ import annotations
@@ -827,6 +830,17 @@ class DepthwiseEngine(_LayerEngine):
 
     engine = "depthwise"
 
+    def _short(self, length: int):
+        """The GEMM engine for rows shorter than ``DEPTHWISE_MIN_ROW`` samples (a small
+        batch or grid: there the grouped products beat a BLAS call per row and tap),
+        else None."""
+        if length >= DEPTHWISE_MIN_ROW:
+            return None
+        if getattr(self, "_gemm", None) is None:
+            self._gemm = GemmEngine(self.geometry, self.weights_given,
+                                    "rows shorter than DEPTHWISE_MIN_ROW of the depthwise engine")
+        return self._gemm
+
     def _weights(self):
         """``(T, C_out)`` weights of the planned taps and their conjugates."""
         if getattr(self, "_w", None) is None:
@@ -838,6 +852,8 @@ class DepthwiseEngine(_LayerEngine):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(x), ch.out_per_group
         length = batch * plan.grid_size  # one row: a channel over the batch
+        if self._short(length):
+            return self._short(length).forward(x)
         dtype = np.result_type(x, self.weights_given)
         weights = self._weights()[0].astype(dtype, copy=False)
         xe = np.swapaxes(g.extend(x) if plan.extend else x, 0, 1)
@@ -865,6 +881,8 @@ class DepthwiseEngine(_LayerEngine):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(y), ch.out_per_group
         length = batch * plan.grid_size
+        if self._short(length):
+            return self._short(length).adjoint(y)
         dtype = np.result_type(y, self.weights_given)
         weights = self._weights()[1].astype(dtype, copy=False)
         ys = np.swapaxes(y, 0, 1)
@@ -894,7 +912,8 @@ class DepthwiseEngine(_LayerEngine):
 
 
 DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
-AXPY_MIN = 4096  # row length from which the depthwise engine runs BLAS axpy per row
+AXPY_MIN = 1024  # row length from which the depthwise engine runs BLAS axpy per row
+DEPTHWISE_MIN_ROW = 3072  # shorter rows (batch x grid samples) run the GEMM engine
 GEMM_BLOCK = 1 << 21  # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
@@ -904,9 +923,9 @@ _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
 # GEMM_NS, COPY_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
 # ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
 # FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
-GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
-COPY_NS = 1.0       # ns per sample of each tap's shifted copy of an input channel (GEMM)
-DEPTHWISE_NS = 0.15  # ns per output sample and tap of the depthwise multiply-adds
+GEMM_NS = 0.0114    # ns per multiply-add of the GEMMs (BLAS)
+COPY_NS = 0.225     # ns per sample of each tap's shifted copy of an input channel (GEMM)
+DEPTHWISE_NS = 0.106  # ns per output sample and tap of the depthwise multiply-adds
 MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
 

@@ -58,6 +58,7 @@ def depthwise_path(request, monkeypatch):
     """The depthwise engine's three ways of running the taps: numpy on whole blocks of
     rows (short rows), BLAS axpy per row, and axpy on pieces of a row (long rows)."""
     from linconv import _engines
+    monkeypatch.setattr(_engines, "DEPTHWISE_MIN_ROW", 0)  # the test layers are small
     monkeypatch.setattr(_engines, "AXPY_MIN", 10**9 if request.param == "numpy" else 1)
     if request.param == "axpy-pieces":
         monkeypatch.setattr(_engines, "DEPTHWISE_BLOCK", 7)
@@ -208,12 +209,35 @@ def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng, depthwise_pa
         assert not zero.forward(x).any() and not zero.adjoint(engine.forward(x)).any()
 
 
-def test_empty_batch(rng):
+def test_empty_batch(rng, depthwise_path):
     w = rng.standard_normal((4, 1, 3, 3))
     op = linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1)
     for engine in _engines_for(op, w):
         assert engine.forward(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
         assert engine.adjoint(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
+
+
+def test_depthwise_rows_shorter_than_the_minimum_run_the_gemm(rng, monkeypatch):
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "DEPTHWISE_MIN_ROW", 200)  # the grid: 11 x 10 = 110
+    torch, run = _torch_function((4, 8, 4, (9, 8), (3, 3), dict(padding=1)))
+    w = rng.standard_normal((8, 1, 3, 3))
+    engine = DepthwiseEngine(linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1).geometry,
+                             w)
+    assert isinstance(engine._short(110), GemmEngine) and engine._short(220) is None
+    calls, gemm_forward = [], GemmEngine.forward
+
+    def counted(self, x):
+        calls.append(len(x))
+        return gemm_forward(self, x)
+
+    monkeypatch.setattr(GemmEngine, "forward", counted)
+    for batch in (1, 2):  # 110 and 220 samples per row
+        x = rng.standard_normal((batch, 4, 9, 8))
+        np.testing.assert_allclose(engine.forward(x), run(torch.from_numpy(x),
+                                                          torch.from_numpy(w)).numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    assert calls == [1]
 
 
 # -- the choice ---------------------------------------------------------------------
