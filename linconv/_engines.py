@@ -669,54 +669,68 @@ class GemmEngine(_LayerEngine):
             self._w = np.ascontiguousarray(forward), adjoint
         return self._w
 
-    def _products(self, weights, source, reads, chunks, sink=None, out=None):
-        """``r[:, :, q] = weights @ stack_k(source[phase_k, :, :, offset_k + c0 + q])`` for
-        ``q < width``, per chunk ``(c0, width)`` of the flat grid, written to
-        ``out[:, :, c0:c0 + width]`` or handed to ``sink(c0, width, r)``; `source`
-        ``(phases, G, per, len)``, `reads` ``((phase_k, offset_k), ...)``, `weights`
-        ``(G, rows, len(reads) * per)``."""
-        groups, per = source.shape[1:3]
-        most = max((width for _, width in chunks), default=0)
-        k = len(reads) * per
+    @staticmethod
+    def _products(weights, chunks) -> None:
+        """``dest = weights @ stack(views)`` per chunk ``(dest, views)``: `weights`
+        ``(G, rows, k * per)``, `dest` ``(G, rows, width)``, and `views` the `k`
+        slices ``(G, per, *shape)`` (``prod(shape) = width``) stacked along the
+        channels in one buffer, reused by the chunks."""
+        groups, rows, k = weights.shape
+        most = max((dest.shape[2] for dest, _ in chunks), default=0)
         buffer = np.empty(groups * k * most, dtype=weights.dtype)
-        result = np.empty(weights.shape[:2] + (most if out is None else 0,), dtype=weights.dtype)
-        for c0, width in chunks:
-            r = result[:, :, :width] if out is None else out[:, :, c0:c0 + width]
-            if reads:
-                stacked = buffer[:groups * k * width].reshape(groups, len(reads), per, width)
-                for slot, (phase, offset) in enumerate(reads):
-                    stacked[:, slot] = source[phase, :, :, offset + c0:offset + c0 + width]
-                np.matmul(weights, stacked.reshape(groups, k, width), out=r)
-            else:
-                r[...] = 0
-            if sink is not None:
-                sink(c0, width, r)
+        for dest, views in chunks:
+            if not views:
+                dest[...] = 0
+                continue
+            width = dest.shape[2]
+            stacked = buffer[:groups * k * width].reshape(
+                (groups, len(views), k // len(views)) + views[0].shape[2:])
+            for slot, view in enumerate(views):
+                stacked[:, slot] = view
+            np.matmul(weights, stacked.reshape(groups, k, width), out=dest)
+
+    def _slabs(self, weights, source, reads, box, batch, dest):
+        """The products for the grid positions in `box` (one slice per grid axis) of every
+        batch item, by slabs of rows of its first axis: each of `reads` ``(phase,
+        offset)`` views the slab's grid rows of `source` ``(phases, G, per, len)`` at
+        its offset, cropped to `box` on the other axes; ``dest(b, r0, r1)`` is where
+        rows ``r0:r1`` (counted from the box's first row) of item ``b`` go, a view
+        ``(G, rows, width)``."""
+        plan = self.plan
+        first, crop = box[0], (Ellipsis,) + tuple(box[1:])
+        slab = math.prod(plan.grid[1:])
+        rows = max(1, plan.columns(max(len(reads), 1) * source.shape[1] * source.shape[2],
+                                   weights.itemsize) // slab)
+        chunks = []
+        for b in range(batch):
+            for i0 in range(first.start, first.stop, rows):
+                i1 = min(i0 + rows, first.stop)
+                c0, shape = b * plan.grid_size + i0 * slab, (i1 - i0,) + plan.grid[1:]
+                views = [source[p, :, :, o + c0:o + c0 + (i1 - i0) * slab]
+                         .reshape(source.shape[1:3] + shape)[crop] for p, o in reads]
+                chunks.append((dest(b, i0 - first.start, i1 - first.start), views))
+        self._products(weights, chunks)
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch = len(x)
         n = batch * plan.grid_size
         dtype = np.result_type(x, self.weights_given)
-        source = np.zeros((plan.phases, ch.in_channels, n + plan.tail), dtype=dtype)
+        source = np.zeros((plan.phases, ch.groups, ch.in_per_group, n + plan.tail), dtype=dtype)
         _place(plan, np.swapaxes(g.extend(x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
         out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
-        # chunks: slabs of whole grid rows (first axis) of one batch item, the output rows only
-        slab = math.prod(plan.grid[1:])
-        rows = max(1, plan.columns(len(plan.taps) * ch.in_channels, out.itemsize) // slab)
-        chunks = [(b * plan.grid_size + i0 * slab, (min(i0 + rows, plan.output_shape[0]) - i0)
-                   * slab) for b in range(batch) for i0 in range(0, plan.output_shape[0], rows)]
-        crop = (slice(None),) + _crop(plan)[1:]  # all grid axes but the first
+        # the output box of the grid, written straight into the output
+        groups = out.reshape((batch, ch.groups, ch.out_per_group) + plan.output_shape)
 
-        def sink(c0, width, r):
-            b, i0 = divmod(c0, plan.grid_size)
-            i0 //= slab
-            r = r.reshape((ch.out_channels, width // slab) + plan.grid[1:])
-            out[b, :, i0:i0 + width // slab] = r[(slice(None),) + crop[1:]]
+        def dest(b, r0, r1):
+            view = groups[b, :, :, r0:r1].reshape(ch.groups, ch.out_per_group, -1)
+            assert np.may_share_memory(view, out)  # a view, not a copy
+            return view
 
-        self._products(self._weights()[0].astype(dtype, copy=False),
-                       source.reshape(plan.phases, ch.groups, ch.in_per_group, -1),
-                       list(zip(plan.phase, plan.offset)), chunks, sink)
+        self._slabs(self._weights()[0].astype(dtype, copy=False), source,
+                    list(zip(plan.phase, plan.offset)),
+                    tuple(slice(0, m) for m in plan.output_shape), batch, dest)
         return out
 
     def adjoint(self, y):
@@ -728,13 +742,31 @@ class GemmEngine(_LayerEngine):
         shifted[:, plan.tail:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
             np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
         shifted = shifted.reshape(1, ch.groups, ch.out_per_group, -1)
+        weights = [w.astype(dtype, copy=False) for w in self._weights()[1]]
+        reads = [[(0, plan.adjoint_offset[i]) for i in plan.phase_taps(p)]
+                 for p in range(plan.phases)]
+        if all(sl.step in (None, 1) for _, source, _ in plan.placements for sl in source):
+            # each phase's placement box of the grid, written straight into the input
+            shape = g.padded_shape if plan.extend else g.spatial_input_shape
+            out = np.empty((batch, ch.in_channels) + shape, dtype=dtype)
+            groups = out.reshape((batch, ch.groups, ch.in_per_group) + shape)
+            for phase, source, target in plan.placements:
+                def dest(b, r0, r1, source=source):
+                    rows = slice(source[0].start + r0, source[0].start + r1)
+                    view = groups[(b, slice(None), slice(None), rows) + source[1:]]
+                    view = view.reshape(ch.groups, ch.in_per_group, -1)
+                    assert np.may_share_memory(view, out)  # a view, not a copy
+                    return view
+
+                self._slabs(weights[phase], shifted, reads[phase], target, batch, dest)
+            return g.extend_adjoint(out) if plan.extend else out
         target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
-        for phase, weights in enumerate(self._weights()[1]):
-            reads = [(0, plan.adjoint_offset[i]) for i in plan.phase_taps(phase)]
-            columns = plan.columns(max(len(reads), 1) * ch.out_channels, target.itemsize)
-            chunks = [(c0, min(columns, n - c0)) for c0 in range(0, n, columns)]
-            self._products(weights.astype(dtype, copy=False), shifted, reads, chunks,
-                           out=target[phase])
+        for phase in range(plan.phases):
+            columns = plan.columns(max(len(reads[phase]), 1) * ch.out_channels, target.itemsize)
+            self._products(weights[phase], [
+                (target[phase, :, :, c0:c0 + columns],
+                 [shifted[0, :, :, a + c0:a + c0 + min(columns, n - c0)]
+                  for _, a in reads[phase]]) for c0 in range(0, n, columns)])
         grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
 
