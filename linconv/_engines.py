@@ -625,8 +625,12 @@ class _LayerEngine(_MatrixOnDemand):
         """The :class:`~linconv._plans.LayerPlan` this engine executes (computed once)."""
         if self._plan is None:
             taps = self.geometry.active_taps(self.weights_given)[1]
-            block = DEPTHWISE_BLOCK if self.engine == "depthwise" else GEMM_BLOCK
-            self._plan = layer_plan(self.geometry, taps, self.engine, self.reason, block)
+            block, reason = GEMM_BLOCK, self.reason
+            if self.engine == "depthwise":
+                block = DEPTHWISE_BLOCK
+                reason += (f"; a batch with rows shorter than {DEPTHWISE_MIN_ROW} samples "
+                           "(batch x grid) runs the GEMM engine")
+            self._plan = layer_plan(self.geometry, taps, self.engine, reason, block)
         return self._plan
 
     def _per_tap(self) -> np.ndarray:
