@@ -676,43 +676,53 @@ class GemmEngine(_LayerEngine):
     @staticmethod
     def _products(weights, chunks) -> None:
         """``dest = weights @ stack(views)`` per chunk ``(dest, views)``: `weights`
-        ``(G, rows, k * per)``, `dest` ``(G, rows, width)``, and `views` the `k`
-        slices ``(G, per, *shape)`` (``prod(shape) = width``) stacked along the
-        channels in one buffer, reused by the chunks."""
+        ``(G, rows, k * per)``, `dest` ``(G, rows, *shape)`` and `views` the `k` slices
+        ``(G, per, *shape)``, stacked along the channels in one buffer reused by the
+        chunks.  The product goes straight into `dest` when it is a matrix view
+        (e.g. rows of one batch item of the output), else through a buffer."""
         groups, rows, k = weights.shape
-        most = max((dest.shape[2] for dest, _ in chunks), default=0)
+        most = max((math.prod(dest.shape[2:]) for dest, _ in chunks), default=0)
         buffer = np.empty(groups * k * most, dtype=weights.dtype)
+        result = np.empty(groups * rows * most, dtype=weights.dtype)
         for dest, views in chunks:
             if not views:
                 dest[...] = 0
                 continue
-            width = dest.shape[2]
+            width = math.prod(dest.shape[2:])
             stacked = buffer[:groups * k * width].reshape(
-                (groups, len(views), k // len(views)) + views[0].shape[2:])
+                (groups, len(views), k // len(views)) + dest.shape[2:])
             for slot, view in enumerate(views):
                 stacked[:, slot] = view
-            np.matmul(weights, stacked.reshape(groups, k, width), out=dest)
+            into = dest.reshape(groups, rows, width)
+            direct = np.may_share_memory(into, dest)  # a view, not a copy
+            if not direct:
+                into = result[:groups * rows * width].reshape(groups, rows, width)
+            np.matmul(weights, stacked.reshape(groups, k, width), out=into)
+            if not direct:
+                dest[...] = into.reshape(dest.shape)
 
     def _slabs(self, weights, source, reads, box, batch, dest):
         """The products for the grid positions in `box` (one slice per grid axis) of every
-        batch item, by slabs of rows of its first axis: each of `reads` ``(phase,
-        offset)`` views the slab's grid rows of `source` ``(phases, G, per, len)`` at
-        its offset, cropped to `box` on the other axes; ``dest(b, r0, r1)`` is where
-        rows ``r0:r1`` (counted from the box's first row) of item ``b`` go, a view
-        ``(G, rows, width)``."""
+        batch item: each of `reads` ``(phase, offset)`` views `source` ``(phases, G, per,
+        len)`` at its offset as grids, cropped to `box`.  Chunks are slabs of rows of
+        the first axis of one batch item or, when a whole box is smaller than a chunk,
+        several batch items; ``dest(b0, b1, r0, r1)`` is where items ``b0:b1``, rows
+        ``r0:r1`` of the box go: a view ``(G, rows, b1 - b0, r1 - r0, *box[1:])``."""
         plan = self.plan
-        first, crop = box[0], (Ellipsis,) + tuple(box[1:])
-        slab = math.prod(plan.grid[1:])
+        first, rest = box[0], tuple(box[1:])
+        height, size = first.stop - first.start, plan.grid_size
         rows = max(1, plan.columns(max(len(reads), 1) * source.shape[1] * source.shape[2],
-                                   weights.itemsize) // slab)
+                                   weights.itemsize) // math.prod(plan.grid[1:]))
+        items = max(1, rows // max(height, 1))
+        spans = ([(b0, min(b0 + items, batch), 0, height) for b0 in range(0, batch, items)]
+                 if items > 1 else [(b, b + 1, r0, min(r0 + rows, height))
+                                    for b in range(batch) for r0 in range(0, height, rows)])
         chunks = []
-        for b in range(batch):
-            for i0 in range(first.start, first.stop, rows):
-                i1 = min(i0 + rows, first.stop)
-                c0, shape = b * plan.grid_size + i0 * slab, (i1 - i0,) + plan.grid[1:]
-                views = [source[p, :, :, o + c0:o + c0 + (i1 - i0) * slab]
-                         .reshape(source.shape[1:3] + shape)[crop] for p, o in reads]
-                chunks.append((dest(b, i0 - first.start, i1 - first.start), views))
+        for b0, b1, r0, r1 in spans:
+            crop = (Ellipsis, slice(first.start + r0, first.start + r1)) + rest
+            views = [source[p, :, :, o + b0 * size:o + b1 * size]
+                     .reshape(source.shape[1:3] + (b1 - b0,) + plan.grid)[crop] for p, o in reads]
+            chunks.append((dest(b0, b1, r0, r1), views))
         self._products(weights, chunks)
 
     def forward(self, x):
@@ -726,15 +736,10 @@ class GemmEngine(_LayerEngine):
         out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
         # the output box of the grid, written straight into the output
         groups = out.reshape((batch, ch.groups, ch.out_per_group) + plan.output_shape)
-
-        def dest(b, r0, r1):
-            view = groups[b, :, :, r0:r1].reshape(ch.groups, ch.out_per_group, -1)
-            assert np.may_share_memory(view, out)  # a view, not a copy
-            return view
-
         self._slabs(self._weights()[0].astype(dtype, copy=False), source,
                     list(zip(plan.phase, plan.offset)),
-                    tuple(slice(0, m) for m in plan.output_shape), batch, dest)
+                    tuple(slice(0, m) for m in plan.output_shape), batch,
+                    lambda b0, b1, r0, r1: np.moveaxis(groups[b0:b1, :, :, r0:r1], 0, 2))
         return out
 
     def adjoint(self, y):
@@ -755,12 +760,10 @@ class GemmEngine(_LayerEngine):
             out = np.empty((batch, ch.in_channels) + shape, dtype=dtype)
             groups = out.reshape((batch, ch.groups, ch.in_per_group) + shape)
             for phase, source, target in plan.placements:
-                def dest(b, r0, r1, source=source):
+                def dest(b0, b1, r0, r1, source=source):
                     rows = slice(source[0].start + r0, source[0].start + r1)
-                    view = groups[(b, slice(None), slice(None), rows) + source[1:]]
-                    view = view.reshape(ch.groups, ch.in_per_group, -1)
-                    assert np.may_share_memory(view, out)  # a view, not a copy
-                    return view
+                    view = groups[(slice(b0, b1), slice(None), slice(None), rows) + source[1:]]
+                    return np.moveaxis(view, 0, 2)
 
                 self._slabs(weights[phase], shifted, reads[phase], target, batch, dest)
             return g.extend_adjoint(out) if plan.extend else out
@@ -949,7 +952,7 @@ class DepthwiseEngine(_LayerEngine):
 
 DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
 AXPY_MIN = 1024  # row length from which the depthwise engine runs BLAS axpy per row
-DEPTHWISE_MIN_ROW = 3072  # shorter rows (batch x grid samples) run the GEMM engine
+DEPTHWISE_MIN_ROW = 1024  # shorter rows (batch x grid samples) run the GEMM engine
 GEMM_BLOCK = 1 << 21  # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
