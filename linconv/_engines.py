@@ -781,7 +781,8 @@ class GemmEngine(_LayerEngine):
 @functools.lru_cache(maxsize=None)
 def _blas_axpy(char: str):
     """BLAS ``axpy`` (``y[offy:offy+n] += a * x[offx:offx+n]``, one pass, in place on 1-D
-    contiguous arrays) for the dtype of character `char`, or None for the types BLAS lacks (float16, long double)."""
+    contiguous arrays) for the dtype of character `char`, or None for the types BLAS
+    lacks (float16, long double).  scipy's wrappers hold the GIL while they run."""
     name = {"f": "saxpy", "d": "daxpy", "F": "caxpy", "D": "zaxpy"}.get(char)
     if name is None:
         return None
