@@ -29,6 +29,10 @@ limited to one thread, ``time.thread_time``): on a shared, overloaded machine
 wall-clock times of multi-threaded code mostly measure the scheduler, while
 CPU time per core stays steady.
 
+For the dense layers the table also shows numpy's bare matrix product with
+the layer's multiply-adds and nothing else (``BLAS``): the floor of any
+GEMM-based engine on this BLAS, against the whole torch layer.
+
 ``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
 (64*56*56 = 200,704 rows, about 115 million entries).
 """
@@ -102,6 +106,23 @@ def layer(name, dtype, rng, lib=linconv):
     return op, fwd, adj, x, y
 
 
+def bare_gemms(name, op, dtype):
+    """numpy's matmul with the layer's multiply-adds and nothing else, per direction:
+    ``(M, K) @ (K, N)`` with ``M`` output channels, ``N = batch * output samples`` and
+    ``K`` = multiply-adds / (M N) (the floor of any GEMM-based engine on this BLAS)."""
+    batch, c_in, c_out, spatial, kernel, kw, transposed = CASES[name]
+    conv_in, conv_out = (op.output_shape, op.input_shape) if transposed else \
+        (op.input_shape, op.output_shape)  # the convolution's shapes (C, *spatial)
+    macs = batch * int(np.prod(conv_out)) * conv_in[0] * int(np.prod(kernel))
+    funcs = {}
+    for d, out_shape in (("fwd", op.output_shape), ("adj", op.input_shape)):
+        m, n = out_shape[0], batch * int(np.prod(out_shape[1:]))
+        a = np.ones((m, round(macs / (m * n))), dtype=dtype)
+        b, c = np.ones((a.shape[1], n), dtype=dtype), np.empty((m, n), dtype=dtype)
+        funcs[f"BLAS {d}"] = lambda a=a, b=b, c=c: np.matmul(a, b, out=c)
+    return funcs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
@@ -123,7 +144,7 @@ def main(argv=None):
         if args.cpu:
             stack.enter_context(linconv.set_workers(1))  # one thread: CPU time is steady
             if baseline is not None:
-                baseline._engines.CORES = 1
+                stack.enter_context(baseline.set_workers(1))
         torch.set_num_threads(threads)
         run(args, baseline, threads, cpu_race if args.cpu else race)
 
@@ -144,6 +165,8 @@ def run(args, baseline, threads, timer):
                 old = layer(name, dtype, rng, baseline)[0]
                 funcs.update({"before fwd": lambda: old.apply(x),
                               "before adj": lambda: old.H.apply(y)})
+            if CASES[name][5].get("groups", 1) == 1 and CASES[name][1] > 1:
+                funcs.update(bare_gemms(name, op, dtype))
             with torch.inference_mode():
                 times = timer(funcs, args.repeat)
                 errors = {}
@@ -156,12 +179,15 @@ def run(args, baseline, threads, timer):
                 ours, theirs = times[f"linconv {d}"], times[f"torch {d}"]
                 before = ([f"{times[f'before {d}'] * 1e3:.1f}",
                            f"{times[f'before {d}'] / theirs:.2f}"] if baseline else [])
+                blas = times.get(f"BLAS {d}")
+                blas = [f"{blas * 1e3:.1f}", f"{blas / theirs:.2f}"] if blas else ["", ""]
                 rows.append([name, dtype, d, engine, f"{ours * 1e3:.1f}", f"{theirs * 1e3:.1f}",
-                             f"{ours / theirs:.2f}", *before, f"{errors[d]:.1e}"])
+                             f"{ours / theirs:.2f}", *before, *blas, f"{errors[d]:.1e}"])
     print(f"median of {args.repeat} round-robin runs; linconv and torch threads {threads}"
           + ("; CPU time of one thread" if args.cpu else "; wall-clock time"))
     print_table(["case", "dtype", "dir", "engine", "linconv ms", "torch ms", "ratio",
-                 *(["before ms", "ratio before"] if baseline else []), "rel. max |diff|"], rows)
+                 *(["before ms", "ratio before"] if baseline else []), "BLAS ms", "BLAS / torch",
+                 "rel. max |diff|"], rows)
     if not args.skip_matrix:
         w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
         start = time.perf_counter()

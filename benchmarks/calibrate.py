@@ -9,8 +9,10 @@ repeated, round-robin runs), and prints them as the lines to paste into
 ``linconv/_engines.py``, next to the values in use.  The model, per sample and
 tap of the phase grid (``work = taps * grid * C_out``):
 
-    gemm      = work * (GEMM_NS * C_in/groups + PASS_NS)
+    gemm      = work * (GEMM_NS * C_in/groups + COPY_NS * C_in/C_out)
     depthwise = work * DEPTHWISE_NS                      (C_in/groups == 1 only)
+
+(the GEMM's multiply-adds, and its shifted copy of every input channel per tap).
 
 The timings are CPU seconds of one thread (BLAS and linconv's pool limited to
 one thread, ``time.thread_time``), divided by the number of cores linconv
@@ -37,15 +39,22 @@ import linconv
 from linconv import _engines
 from _harness import cpu_race, race
 
-# (batch, C_in, C_out, groups, spatial): 3x3 kernels, padding 1
+# (batch, C_in, C_out, groups, spatial, kernel, stride): padding k // 2
 LAYERS = [
-    (8, 64, 64, 1, (56, 56)),
-    (8, 32, 32, 1, (56, 56)),
-    (8, 64, 64, 8, (56, 56)),
-    (8, 64, 64, 32, (56, 56)),
-    (8, 128, 128, 128, (56, 56)),
-    (8, 64, 128, 64, (28, 28)),
-    (2, 1, 1, 1, (512, 512)),
+    (8, 64, 64, 1, (56, 56), 3, 1),
+    (8, 32, 32, 1, (56, 56), 3, 1),
+    (8, 128, 128, 1, (28, 28), 3, 1),
+    (8, 64, 128, 1, (56, 56), 3, 2),
+    (8, 256, 256, 1, (14, 14), 3, 1),
+    (8, 64, 64, 8, (56, 56), 3, 1),
+    (8, 64, 64, 32, (56, 56), 3, 1),
+    (8, 128, 128, 128, (56, 56), 3, 1),
+    (8, 32, 32, 32, (112, 112), 3, 1),
+    (8, 256, 256, 256, (14, 14), 3, 1),
+    (8, 128, 128, 128, (56, 56), 5, 1),
+    (8, 128, 128, 128, (56, 56), 3, 2),
+    (8, 64, 128, 64, (28, 28), 3, 1),
+    (2, 1, 1, 1, (512, 512), 3, 1),
 ]
 
 
@@ -71,10 +80,11 @@ def main(argv=None):
 def measure(args, cores):
     rng = np.random.default_rng(0)
     gemm_rows, gemm_times, dw_work, dw_times = [], [], [], []
-    for batch, c_in, c_out, groups, spatial in LAYERS:
-        w = rng.standard_normal((c_out, c_in // groups, 3, 3)).astype(args.dtype)
+    for batch, c_in, c_out, groups, spatial, k, stride in LAYERS:
+        w = rng.standard_normal((c_out, c_in // groups, k, k)).astype(args.dtype)
         x = rng.standard_normal((batch, c_in) + spatial).astype(args.dtype)
-        g = linconv.conv_operator(w, (c_in,) + spatial, padding=1, groups=groups).geometry
+        g = linconv.conv_operator(w, (c_in,) + spatial, padding=k // 2, stride=stride,
+                                  groups=groups).geometry
         engines = {"gemm": _engines.GemmEngine(g, w)}
         if c_in == groups:
             engines["depthwise"] = _engines.DepthwiseEngine(g, w)
@@ -83,20 +93,20 @@ def measure(args, cores):
             times = race(funcs, args.repeat)
         else:
             times = {k: v / cores for k, v in cpu_race(funcs, args.repeat).items()}
-        work = 9 * math.prod(engines["gemm"].plan.grid) * c_out * batch
-        gemm_rows.append([work * c_in // groups, work])
+        work = k * k * math.prod(engines["gemm"].plan.grid) * c_out * batch
+        gemm_rows.append([work * c_in // groups, work * c_in / c_out])
         gemm_times.append(times["gemm"])
         if "depthwise" in times:
             dw_work.append(work)
             dw_times.append(times["depthwise"])
-        print(f"  N{batch} {c_in}->{c_out} groups {groups} {spatial}: "
+        print(f"  N{batch} {c_in}->{c_out} groups {groups} {spatial} {k}x{k} stride {stride}: "
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in times.items()))
-    (gemm_ns, pass_ns), *_ = np.linalg.lstsq(np.array(gemm_rows, float),
+    (gemm_ns, copy_ns), *_ = np.linalg.lstsq(np.array(gemm_rows, float),
                                              np.array(gemm_times) * 1e9, rcond=None)
     depthwise_ns = float(np.dot(dw_work, dw_times) / np.dot(dw_work, dw_work)) * 1e9
     how = "wall-clock" if args.wall else f"CPU time of one thread / {cores} cores"
     print(f"\n# {args.dtype}, median of {args.repeat}, {how}")
-    for name, value in (("GEMM_NS", gemm_ns), ("PASS_NS", pass_ns),
+    for name, value in (("GEMM_NS", gemm_ns), ("COPY_NS", copy_ns),
                         ("DEPTHWISE_NS", depthwise_ns)):
         print(f"{name} = {max(value, 0.0):.3g}   # in use: {getattr(_engines, name)}")
 

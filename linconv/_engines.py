@@ -32,13 +32,16 @@ machine with ``benchmarks/bench_apply.py --methods``:
 and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 5x5
 kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
 layer engines (:func:`layer_costs`), each executing a
-:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on shifted views
-(``GEMM_NS * C_out * C_in/groups * taps * outputs`` plus ``PASS_NS`` per
-output of each product), or, with one input channel per group (depthwise,
-single channel), batched single-channel multiply-adds
-(``DEPTHWISE_NS * C_out * taps * outputs``); "fft" adds the per-frequency
-channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3 layer with 64
-channels runs "direct".  ``op.plan`` says which engine runs and why.
+:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on chunks of
+stacked shifted copies (``GEMM_NS * C_out * C_in/groups * taps * outputs``
+for the products plus ``COPY_NS * C_in * taps * outputs`` for the copies),
+or, with one input channel per group (depthwise, single channel), batched
+single-channel multiply-adds, one BLAS ``axpy`` per row and tap
+(``DEPTHWISE_NS * C_out * taps * outputs``; rows shorter than
+``DEPTHWISE_MIN_ROW`` samples run the GEMM instead); "fft" adds the
+per-frequency channel mixing (``MIX_NS * C_out * C_in/groups * M/2``): a 3x3
+layer with 64 channels runs "direct".  ``op.plan`` says which engine runs and
+why.  ``benchmarks/calibrate.py`` fits the layer constants.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from . import _pattern
 from ._factors import (circular_kernel, dilate, extend, extend_adjoint, place_circular,
                        subsample, tap_slices, upsample)
 from ._geometry import Geometry
-from ._plans import STACK_MAX, SparsePlan, direct_plan, fft_plan, layer_plan, polyphase
+from ._plans import SparsePlan, direct_plan, fft_plan, layer_plan, polyphase
 from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
@@ -619,8 +622,12 @@ class _LayerEngine(_MatrixOnDemand):
         """The :class:`~linconv._plans.LayerPlan` this engine executes (computed once)."""
         if self._plan is None:
             taps = self.geometry.active_taps(self.weights_given)[1]
-            block = DEPTHWISE_BLOCK if self.engine == "depthwise" else 0
-            self._plan = layer_plan(self.geometry, taps, self.engine, self.reason, block)
+            block, reason = GEMM_BLOCK, self.reason
+            if self.engine == "depthwise":
+                block = DEPTHWISE_BLOCK
+                reason += (f"; a batch with rows shorter than {DEPTHWISE_MIN_ROW} samples "
+                           "(batch x grid) runs the GEMM engine")
+            self._plan = layer_plan(self.geometry, taps, self.engine, reason, block)
         return self._plan
 
     def _per_tap(self) -> np.ndarray:
@@ -630,215 +637,332 @@ class _LayerEngine(_MatrixOnDemand):
 
 
 class GemmEngine(_LayerEngine):
-    """Multi-channel correlation as channel-mixing GEMMs on shifted views.
+    """Multi-channel correlation as channel-mixing GEMMs on shifted copies (im2col in chunks).
 
     The plan's phases are flattened per channel over ``(batch, *grid)``; tap
     ``t`` then reads a contiguous slice of one phase at a constant offset, so
     the output is ``sum_t W_t @ X[phase_t][:, offset_t : offset_t + N]`` with
     ``W_t`` the ``(C_out, C_in)`` matrix of the tap (block-diagonal over
-    groups): BLAS on views, no strided outputs computed and thrown away.  The
-    taps along the last axis are stacked into one product (the plan's
-    `stack`: copies of each phase shifted by those taps, stacked along the
-    channels), which gives BLAS ``len(stack)`` times longer products and
-    fewer passes.  The adjoint runs the same products in reverse as a gather:
-    each phase is ``sum W^H @ Y`` over copies of the output grid placed after
-    zeros and shifted back by the same amounts (the full correlation), so
-    nothing is scattered.
+    groups).  One chunk of the grid at a time, the slices of every tap are
+    copied into one cache-sized buffer, stacked along the channels, and one
+    product with the weights of all taps (``K = taps * C_in / groups``) gives
+    the chunk of the output: BLAS at its most efficient shape, no sum of
+    partial products and no im2col matrix of the whole input.  The adjoint
+    runs the same products in reverse as a gather, one phase at a time: each
+    phase is ``sum W_t^H @ Y`` over slices of the output grid placed after
+    ``tail`` zeros and shifted back by the tap offsets (the full correlation),
+    so nothing is scattered.
     """
 
     engine = "gemm"
 
     def _weights(self):
-        """Per product: its stack slots ``(s0, s1)``, its weights ``(G, out/g, k * in/g)``
-        and the adjoint's ``(G, in/g, k * out/g)`` (``k = s1 - s0``)."""
+        """``(G, out/g, T * in/g)`` forward weights (slot-major: tap, then channel) and,
+        per phase, the adjoint's ``(G, in/g, T_p * out/g)`` over the taps of that phase."""
         if getattr(self, "_w", None) is None:
             ch, plan = self.geometry.channels, self.plan
             per_tap = self._per_tap().reshape(ch.groups, ch.out_per_group, ch.in_per_group, -1)
-            self._w = []
-            for _, _, members in plan.products:
-                s0 = min(slot for _, slot in members)
-                s1 = max(slot for _, slot in members) + 1
-                w = np.zeros((ch.groups, ch.out_per_group, s1 - s0, ch.in_per_group),
-                             dtype=per_tap.dtype)
-                for tap, slot in members:
-                    w[:, :, slot - s0] = per_tap[..., tap]
-                adjoint = np.ascontiguousarray(w.conj().transpose(0, 3, 2, 1))
-                self._w.append(((s0, s1), w.reshape(w.shape[:2] + (-1,)),
-                                adjoint.reshape(adjoint.shape[:2] + (-1,))))
+            forward = per_tap.transpose(0, 1, 3, 2).reshape(ch.groups, ch.out_per_group, -1)
+            adjoint = [np.ascontiguousarray(per_tap[..., list(plan.phase_taps(p))].conj()
+                                            .transpose(0, 2, 3, 1).reshape(ch.groups,
+                                                                           ch.in_per_group, -1))
+                       for p in range(plan.phases)]
+            self._w = np.ascontiguousarray(forward), adjoint
         return self._w
 
-    def _stacked(self, flat, n, groups, per_group, shifts):
-        """``(phases, G, len(stack), per_group, n + stack_tail)``: copies of the flat
-        ``(phases, G * per_group, ...)`` arrays starting at `shifts`, stacked."""
-        plan = self.plan
-        width = n + plan.stack_tail
-        flat = flat.reshape(len(flat), groups, 1, per_group, -1)
-        if len(shifts) == 1 and shifts[0] == 0:
-            return flat
-        out = np.empty(flat.shape[:2] + (len(shifts), per_group, width), dtype=flat.dtype)
-        for slot, shift in enumerate(shifts):
-            out[:, :, slot] = flat[:, :, 0, :, shift:shift + width]
-        return out
-
     @staticmethod
-    def _products(out, products, source, n):
-        """``out = sum_j w_j @ source[phase_j, :, s0_j:s1_j, :, start_j : start_j + n]``
-        for `products` ``((phase, start, (s0, s1), w), ...)``."""
-        if not products:
-            out[...] = 0
-            return out
-        term = np.empty_like(out) if len(products) > 1 else None
-        for j, (phase, start, (s0, s1), w) in enumerate(products):
-            view = source[phase, :, s0:s1, :, start:start + n]
-            view = view.reshape(out.shape[0], math.prod(view.shape[1:-1]), n)
-            np.matmul(w, view, out=out if j == 0 else term)
-            if j:
-                out += term
-        return out
+    def _products(weights, chunks) -> None:
+        """``dest = weights @ stack(views)`` per chunk ``(dest, views)``: `weights`
+        ``(G, rows, k * per)``, `dest` ``(G, rows, *shape)`` and `views` the `k` slices
+        ``(G, per, *shape)``, stacked along the channels in one buffer reused by the
+        chunks.  The product goes straight into `dest` when it is a matrix view
+        (e.g. rows of one batch item of the output), else through a buffer."""
+        groups, rows, k = weights.shape
+        most = max((math.prod(dest.shape[2:]) for dest, _ in chunks), default=0)
+        buffer = np.empty(groups * k * most, dtype=weights.dtype)
+        result = np.empty(groups * rows * most, dtype=weights.dtype)
+        for dest, views in chunks:
+            if not views:
+                dest[...] = 0
+                continue
+            width = math.prod(dest.shape[2:])
+            stacked = buffer[:groups * k * width].reshape(
+                (groups, len(views), k // len(views)) + dest.shape[2:])
+            for slot, view in enumerate(views):
+                stacked[:, slot] = view
+            into = dest.reshape(groups, rows, width)
+            direct = np.may_share_memory(into, dest)  # a view, not a copy
+            if not direct:
+                into = result[:groups * rows * width].reshape(groups, rows, width)
+            np.matmul(weights, stacked.reshape(groups, k, width), out=into)
+            if not direct:
+                dest[...] = into.reshape(dest.shape)
+
+    def _slabs(self, weights, source, reads, box, batch, dest):
+        """The products for the grid positions in `box` (one slice per grid axis) of every
+        batch item: each of `reads` ``(phase, offset)`` views `source` ``(phases, G, per,
+        len)`` at its offset as grids, cropped to `box`.  Chunks are slabs of rows of
+        the first axis of one batch item or, when a whole box is smaller than a chunk,
+        several batch items; ``dest(b0, b1, r0, r1)`` is where items ``b0:b1``, rows
+        ``r0:r1`` of the box go: a view ``(G, rows, b1 - b0, r1 - r0, *box[1:])``."""
+        plan = self.plan
+        first, rest = box[0], tuple(box[1:])
+        height, size = first.stop - first.start, plan.grid_size
+        rows = max(1, plan.columns(max(len(reads), 1) * source.shape[1] * source.shape[2],
+                                   weights.itemsize) // math.prod(plan.grid[1:]))
+        items = max(1, rows // max(height, 1))
+        spans = ([(b0, min(b0 + items, batch), 0, height) for b0 in range(0, batch, items)]
+                 if items > 1 else [(b, b + 1, r0, min(r0 + rows, height))
+                                    for b in range(batch) for r0 in range(0, height, rows)])
+        chunks = []
+        for b0, b1, r0, r1 in spans:
+            crop = (Ellipsis, slice(first.start + r0, first.start + r1)) + rest
+            views = [source[p, :, :, o + b0 * size:o + b1 * size]
+                     .reshape(source.shape[1:3] + (b1 - b0,) + plan.grid)[crop] for p, o in reads]
+            chunks.append((dest(b0, b1, r0, r1), views))
+        self._products(weights, chunks)
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        weights = self._weights()
         batch = len(x)
         n = batch * plan.grid_size
-        full = n + plan.stack_tail + plan.stack[-1]
-        source = np.zeros((plan.phases, ch.in_channels, full), dtype=x.dtype)
+        dtype = np.result_type(x, self.weights_given)
+        source = np.zeros((plan.phases, ch.groups, ch.in_per_group, n + plan.tail), dtype=dtype)
         _place(plan, np.swapaxes(extend(g, x) if plan.extend else x, 0, 1),
                source[..., :n].reshape((plan.phases, ch.in_channels, batch) + plan.grid))
-        source = self._stacked(source, n, ch.groups, ch.in_per_group, plan.stack)
-        out = np.empty((ch.groups, ch.out_per_group, n),
-                       dtype=np.result_type(x, self.weights_given))
-        self._products(out, [(p, o, slots, w) for (p, o, _), (slots, w, _)
-                             in zip(plan.products, weights)], source, n)
-        out = out.reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)]
-        return np.swapaxes(out, 0, 1)
+        out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
+        # the output box of the grid, written straight into the output
+        groups = out.reshape((batch, ch.groups, ch.out_per_group) + plan.output_shape)
+        self._slabs(self._weights()[0].astype(dtype, copy=False), source,
+                    list(zip(plan.phase, plan.offset)),
+                    tuple(slice(0, m) for m in plan.output_shape), batch,
+                    lambda b0, b1, r0, r1: np.moveaxis(groups[b0:b1, :, :, r0:r1], 0, 2))
+        return out
 
     def adjoint(self, y):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
-        weights = self._weights()
         batch = len(y)
         n = batch * plan.grid_size
-        lead = plan.stack_tail + plan.stack[-1]  # zeros before the output grid
-        shifted = np.zeros((1, ch.out_channels, lead + n), dtype=y.dtype)
-        shifted[..., lead:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
-            np.swapaxes(y, 0, 1)  # S^T
-        stacked = self._stacked(shifted, n, ch.groups, ch.out_per_group,
-                                [plan.stack[-1] - c for c in plan.stack])
         dtype = np.result_type(y, self.weights_given)
+        shifted = np.zeros((ch.out_channels, plan.tail + n), dtype=dtype)
+        shifted[:, plan.tail:].reshape((ch.out_channels, batch) + plan.grid)[_crop(plan)] = \
+            np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
+        shifted = shifted.reshape(1, ch.groups, ch.out_per_group, -1)
+        weights = [w.astype(dtype, copy=False) for w in self._weights()[1]]
+        reads = [[(0, plan.adjoint_offset[i]) for i in plan.phase_taps(p)]
+                 for p in range(plan.phases)]
+        if all(sl.step in (None, 1) for _, source, _ in plan.placements for sl in source):
+            # each phase's placement box of the grid, written straight into the input
+            shape = g.padded_shape if plan.extend else g.spatial_input_shape
+            out = np.empty((batch, ch.in_channels) + shape, dtype=dtype)
+            groups = out.reshape((batch, ch.groups, ch.in_per_group) + shape)
+            for phase, source, target in plan.placements:
+                def dest(b0, b1, r0, r1, source=source):
+                    rows = slice(source[0].start + r0, source[0].start + r1)
+                    view = groups[(slice(b0, b1), slice(None), slice(None), rows) + source[1:]]
+                    return np.moveaxis(view, 0, 2)
+
+                self._slabs(weights[phase], shifted, reads[phase], target, batch, dest)
+            return extend_adjoint(g, out) if plan.extend else out
         target = np.empty((plan.phases, ch.groups, ch.in_per_group, n), dtype=dtype)
         for phase in range(plan.phases):
-            self._products(target[phase], [
-                (0, plan.stack_tail - o, slots, w) for (p, o, _), (slots, _, w)
-                in zip(plan.products, weights) if p == phase], stacked, n)
+            columns = plan.columns(max(len(reads[phase]), 1) * ch.out_channels, target.itemsize)
+            self._products(weights[phase], [
+                (target[phase, :, :, c0:c0 + columns],
+                 [shifted[0, :, :, a + c0:a + c0 + min(columns, n - c0)]
+                  for _, a in reads[phase]]) for c0 in range(0, n, columns)])
         grids = target.reshape((plan.phases, ch.in_channels, batch) + plan.grid)
         return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_axpy(char: str):
+    """BLAS ``axpy`` (``y[offy:offy+n] += a * x[offx:offx+n]``, one pass, in place on 1-D
+    contiguous arrays) for the dtype of character `char`, or None for the types BLAS
+    lacks (float16, long double).  scipy's wrappers hold the GIL while they run."""
+    name = {"f": "saxpy", "d": "daxpy", "F": "caxpy", "D": "zaxpy"}.get(char)
+    if name is None:
+        return None
+    from scipy.linalg import blas
+    return getattr(blas, name)
+
+
+def _multiply_add(dst, reads, weights, length, m, fold, chunk):
+    """Rows of `dst` ``(K, length)`` as sums of scaled rows of flat sources.
+
+    Each of `reads` ``(source, offset, t)`` adds ``weights[t, r] *
+    source[s * length + offset:][:length]`` to row ``k``: with ``r = k, s = k // m``
+    (an input row feeds `m` output rows) or, with `fold`, for every ``j < m`` with
+    ``r = s = k * m + j`` (`m` rows add into one).  Rows of at least ``AXPY_MIN``
+    samples run one BLAS ``axpy`` per term on pieces of `chunk` samples (the first
+    term a multiply); shorter rows, and dtypes without BLAS, run whole blocks of
+    rows with numpy (a multiply and an add per term, a weight column per row).
+    """
+    rows = len(dst)
+    if not reads:
+        dst[...] = 0
+        return
+    axpy = _blas_axpy(dst.dtype.char) if length >= AXPY_MIN else None
+    if axpy is None:
+        scratch = np.empty_like(dst)
+        for i, (j, (source, offset, t)) in enumerate(
+                (j, read) for j in range(m if fold else 1) for read in reads):
+            if fold:  # rows k * m + j of the source, weights of those rows
+                view = source[offset:offset + rows * m * length].reshape(rows, m, length)[:, j]
+                w = weights[t].reshape(rows, m)[:, j, None]
+                target, term = dst, scratch
+            else:  # input row k // m for output row k
+                view = source[offset:offset + rows // m * length].reshape(rows // m, 1, length)
+                w = weights[t].reshape(rows // m, m, 1)
+                target = dst.reshape(rows // m, m, length)
+                term = scratch.reshape(target.shape)
+            np.multiply(view, w, out=target if i == 0 else term)
+            if i:
+                target += term
+        return
+    flat, wl = dst.reshape(-1), weights.tolist()
+    for k in range(rows):
+        if fold:
+            terms = [(source, r * length + offset, wl[t][r]) for r in range(k * m, k * m + m)
+                     for source, offset, t in reads]
+        else:
+            terms = [(source, k // m * length + offset, wl[t][k]) for source, offset, t in reads]
+        for c0 in range(0, length, chunk):
+            n = min(chunk, length - c0)
+            start = k * length + c0
+            (source, offset, a), *rest = terms
+            np.multiply(source[offset + c0:offset + c0 + n], a, out=flat[start:start + n])
+            for source, offset, a in rest:
+                axpy(source, flat, n, a, offset + c0, 1, start, 1)
+
+
+def _in_parallel(run, blocks) -> None:
+    """``run(part)`` on consecutive parts of `blocks`, one per worker thread."""
+    workers = min(get_workers(), len(blocks))
+    if workers <= 1:
+        if blocks:
+            run(blocks)
+        return
+    edges = np.linspace(0, len(blocks), workers + 1).astype(int)
+    futures = [_pool(workers).submit(run, blocks[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    for future in futures:
+        future.result()
 
 
 class DepthwiseEngine(_LayerEngine):
     """Depthwise (one input channel per group) layers as batched single-channel correlation.
 
-    Rows are output channels, each the plan's phase grids flattened over
-    ``(batch, *grid)``; every row is ``sum_t w[c, t] * phase_t[row, offset_t:]``:
-    per tap one multiply by a scalar and one add over cache-sized blocks of a
-    row (shared among the threads), instead of many tiny GEMMs.  A depth
-    multiplier ``C_out / C_in = m > 1`` repeats each input row ``m`` times.  The
-    adjoint gathers with the conjugate weights from the output grid shifted by
-    the plan's tail (the full correlation), one phase at a time, then adds the
-    ``m`` rows of each input channel and folds the phases back.
+    A row is one channel's phase grids flattened over ``(batch, *grid)``; output
+    row ``c`` is ``sum_t w[c, t] * phase_t[row, offset_t:]``.  The channels run in
+    cache-sized blocks (:meth:`~linconv._plans.LayerPlan.channel_blocks`, shared
+    among the threads): each block is placed on zeroed phase grids, run as one
+    multiply-add pass per tap (BLAS ``axpy``, see :func:`_multiply_add`) and
+    cropped into the output, so the grids never exist for the whole input.  A
+    depth multiplier ``C_out / C_in = m > 1`` reads each input row for ``m``
+    output rows.  The adjoint gathers with the conjugate weights from the output
+    rows placed after ``tail`` zeros (the full correlation), one phase at a time,
+    the ``m`` rows of each input channel adding into one, then places the phases
+    back onto the input.
     """
 
     engine = "depthwise"
 
+    def _short(self, length: int):
+        """The GEMM engine for rows shorter than ``DEPTHWISE_MIN_ROW`` samples (a small
+        batch or grid: there the grouped products beat a BLAS call per row and tap),
+        else None."""
+        if length >= DEPTHWISE_MIN_ROW:
+            return None
+        if getattr(self, "_gemm", None) is None:
+            self._gemm = GemmEngine(self.geometry, self.weights_given,
+                                    "rows shorter than DEPTHWISE_MIN_ROW of the depthwise engine")
+        return self._gemm
+
     def _weights(self):
+        """``(T, C_out)`` weights of the planned taps and their conjugates."""
         if getattr(self, "_w", None) is None:
-            w = np.ascontiguousarray(self._per_tap()[:, 0, :].T)  # (T, C_out)
+            w = np.ascontiguousarray(self._per_tap()[:, 0, :].T)
             self._w = w, w.conj()
         return self._w
-
-    def _run(self, out, sources, terms, weights, rows, length):
-        """``out[k] = sum over terms[k] of weights[t] * sources[s][row, offset:]`` by blocks.
-
-        `out` is ``(K, rows * length)``, `sources` a list of flat arrays, and
-        ``terms[k]`` a list of ``(tap, source, offset)``; ``weights[t]`` holds
-        one weight per row.
-        """
-        plan = self.plan
-        jobs = [(k, block) for k in range(len(out)) for block in plan.blocks(rows, length)]
-        columns = weights[..., None]
-
-        def work(part):
-            tmp = np.empty(max(plan.block, length), dtype=out.dtype)
-            for k, (r0, r1, c0, c1) in part:
-                o = out[k, r0 * length + c0:(r1 - 1) * length + c1]
-                if r1 - r0 > 1:
-                    o = o.reshape(r1 - r0, length)
-                if not terms[k]:
-                    o[...] = 0
-                    continue
-                scratch = tmp[:o.size].reshape(o.shape)
-                for i, (tap, s, offset) in enumerate(terms[k]):
-                    start = r0 * length + offset + c0
-                    view = sources[s][start:start + o.size].reshape(o.shape)
-                    w = weights[tap, r0] if r1 - r0 == 1 else columns[tap, r0:r1]
-                    if i == 0:
-                        np.multiply(view, w, out=o)
-                    else:
-                        np.multiply(view, w, out=scratch)
-                        o += scratch
-
-        workers = min(get_workers(), len(jobs))
-        if workers <= 1:
-            work(jobs)
-            return
-        edges = np.linspace(0, len(jobs), workers + 1).astype(int)
-        futures = [_pool(workers).submit(work, jobs[a:b]) for a, b in zip(edges[:-1], edges[1:])]
-        for future in futures:
-            future.result()
 
     def forward(self, x):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(x), ch.out_per_group
-        length = batch * plan.grid_size  # one row: an output channel over the batch
-        rows = ch.out_channels
-        source = np.zeros((plan.phases, rows * length + plan.tail), dtype=x.dtype)
-        xe = np.swapaxes(extend(g, x) if plan.extend else x, 0, 1)[:, None]
-        _place(plan, xe, source[:, :rows * length].reshape(
-            (plan.phases, ch.in_channels, m, batch) + plan.grid))
-        out = np.empty((1, rows * length), dtype=np.result_type(x, self.weights_given))
-        terms = [[(i, p, o) for i, (p, o) in enumerate(zip(plan.phase, plan.offset))]]
-        self._run(out, list(source), terms, self._weights()[0], rows, length)
-        return np.swapaxes(out.reshape((rows, batch) + plan.grid)[_crop(plan)], 0, 1)
+        length = batch * plan.grid_size  # one row: a channel over the batch
+        if self._short(length):
+            return self._short(length).forward(x)
+        dtype = np.result_type(x, self.weights_given)
+        weights = self._weights()[0].astype(dtype, copy=False)
+        xe = np.swapaxes(extend(g, x) if plan.extend else x, 0, 1)
+        out = np.empty((batch, ch.out_channels) + plan.output_shape, dtype=dtype)
+
+        def run(blocks):
+            most = max(c1 - c0 for c0, c1 in blocks)
+            source = np.zeros((plan.phases, most * length + plan.tail), dtype=dtype)
+            result = np.empty((most * m, length), dtype=dtype)
+            reads = [(source[p], o, t) for t, (p, o) in enumerate(zip(plan.phase, plan.offset))]
+            for c0, c1 in blocks:
+                n = c1 - c0
+                _place(plan, xe[c0:c1], source[:, :n * length].reshape(
+                    (plan.phases, n, batch) + plan.grid))
+                rows = result[:n * m]
+                _multiply_add(rows, reads, weights[:, c0 * m:c1 * m], length, m, False,
+                              plan.block)
+                out[:, c0 * m:c1 * m] = np.swapaxes(
+                    rows.reshape((n * m, batch) + plan.grid)[_crop(plan)], 0, 1)
+
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        return out
 
     def adjoint(self, y):
         g, ch, plan = self.geometry, self.geometry.channels, self.plan
         batch, m = len(y), ch.out_per_group
         length = batch * plan.grid_size
-        rows = ch.out_channels
+        if self._short(length):
+            return self._short(length).adjoint(y)
         dtype = np.result_type(y, self.weights_given)
-        shifted = np.zeros(plan.tail + rows * length, dtype=y.dtype)
-        shifted[plan.tail:].reshape((rows, batch) + plan.grid)[_crop(plan)] = \
-            np.swapaxes(y, 0, 1)  # S^T, after `tail` zeros
-        target = np.empty((plan.phases, rows * length), dtype=dtype)
-        terms = [[(i, 0, plan.adjoint_offset[i]) for i in plan.phase_taps(p)]
-                 for p in range(plan.phases)]
-        self._run(target, [shifted], terms, self._weights()[1], rows, length)
-        grids = target.reshape((plan.phases, ch.in_channels, m, batch) + plan.grid)
-        grids = grids[:, :, 0] if m == 1 else grids.sum(axis=2)
-        return _unplace(plan, g, np.swapaxes(grids, 1, 2), (batch, ch.in_channels), dtype)
+        weights = self._weights()[1].astype(dtype, copy=False)
+        ys = np.swapaxes(y, 0, 1)
+        shape = g.padded_shape if plan.extend else g.spatial_input_shape
+        out = np.empty((batch, ch.in_channels) + shape, dtype=dtype)
+
+        def run(blocks):
+            most = max(c1 - c0 for c0, c1 in blocks)
+            shifted = np.zeros(plan.tail + most * m * length, dtype=dtype)
+            target = np.empty((plan.phases, most, length), dtype=dtype)
+            reads = [[(shifted, plan.adjoint_offset[i], i) for i in plan.phase_taps(p)]
+                     for p in range(plan.phases)]
+            for c0, c1 in blocks:
+                n = c1 - c0
+                shifted[plan.tail:plan.tail + n * m * length].reshape(
+                    (n * m, batch) + plan.grid)[_crop(plan)] = ys[c0 * m:c1 * m]  # S^T
+                for p in range(plan.phases):
+                    _multiply_add(target[p, :n], reads[p], weights[:, c0 * m:c1 * m], length,
+                                  m, True, plan.block)
+                grids = np.swapaxes(target[:, :n].reshape((plan.phases, n, batch) + plan.grid),
+                                    1, 2)
+                for phase, source, tgt in plan.placements:
+                    out[(slice(None), slice(c0, c1)) + source] = grids[(phase, Ellipsis) + tgt]
+
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        return extend_adjoint(g, out) if plan.extend else out
 
 
-DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L1/L2-sized)
+DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
+AXPY_MIN = 1024  # row length from which the depthwise engine runs BLAS axpy per row
+DEPTHWISE_MIN_ROW = 1024  # shorter rows (batch x grid samples) run the GEMM engine
+GEMM_BLOCK = 1 << 21  # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
 # -- choosing -------------------------------------------------------------------
 _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
 # The layer cost model (all cores of this machine).  benchmarks/calibrate.py measures
-# GEMM_NS, PASS_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
+# GEMM_NS, COPY_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
 # ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
 # FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
-GEMM_NS = 0.04      # ns per multiply-add of the GEMMs (BLAS)
-PASS_NS = 1.0       # ns per output sample of each product of the GEMM (calls, accumulation)
-DEPTHWISE_NS = 0.15  # ns per output sample and tap of the depthwise multiply-adds
+GEMM_NS = 0.0114    # ns per multiply-add of the GEMMs (BLAS)
+COPY_NS = 0.225     # ns per sample of each tap's shifted copy of an input channel (GEMM)
+DEPTHWISE_NS = 0.106  # ns per output sample and tap of the depthwise multiply-adds
 MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
 
@@ -846,9 +970,8 @@ def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
     """Estimated seconds of the layer engines for one sample (only those that apply)."""
     ch = geometry.channels
     work = max(ntaps, 1) * math.prod(polyphase(geometry)[0]) * ch.out_channels
-    k = geometry.axes[-1].k
-    passes = 1 / k if k <= STACK_MAX else 1  # taps along the last axis share a product
-    costs = {"gemm": work * (GEMM_NS * ch.in_per_group + PASS_NS * passes) * 1e-9}
+    costs = {"gemm": work * (GEMM_NS * ch.in_per_group +
+                             COPY_NS * ch.in_channels / ch.out_channels) * 1e-9}
     if ch.in_per_group == 1:
         costs["depthwise"] = work * DEPTHWISE_NS * 1e-9
     return costs

@@ -29,9 +29,13 @@ without arrays (as opt_einsum's ``contract_path``).  ``op.plan`` shows it.
     from the grid shifted by ``tail`` (the full correlation ``C^H``), and the
     phases go back onto the input through the same placements (``P^T``).
 
-  Engines: ``"gemm"`` mixes channels with one matrix product per tap;
-  ``"depthwise"`` (one input channel per group) runs batched single-channel
-  correlation as whole-array multiply-adds per tap, in cache-sized blocks.
+  Engines: ``"gemm"`` mixes channels with matrix products: per phase of the
+  result and chunk of the grid, the taps' shifted copies of the channels are
+  stacked (im2col on a cache-sized chunk) and multiplied by the weights of all
+  those taps at once; ``"depthwise"`` (one input channel per group) runs
+  batched single-channel correlation as one multiply-add pass per tap (BLAS
+  ``axpy``) on cache-sized blocks of channels, placed, run and cropped one
+  block at a time.
 """
 
 from __future__ import annotations
@@ -447,18 +451,10 @@ class LayerPlan:
     output_shape : tuple of int
         The part of the grid that is the output (from position 0 on every axis).
     block : int
-        Elements per block of the depthwise engine (0 for "gemm").
-    stack : tuple of int
-        GEMM only: the shifts of the copies of each phase stacked along the
-        channels (so one product covers all taps along the last axis, with
-        ``len(stack) * C_in / groups`` terms instead of ``C_in / groups``);
-        ``(0,)`` when there is no stacking (a stride on the last axis, or a
-        long last kernel axis).
-    products : tuple
-        GEMM only: ``(phase, offset, ((tap position, stack slot), ...))`` per
-        matrix product: the stacked copies of `phase` read at `offset`.
-    stack_tail : int
-        Samples each stacked copy holds past the flat grid (largest product offset).
+        The depthwise engine's elements per block: channels are run in blocks
+        of about this size (:meth:`channel_blocks`), and a longer row in pieces
+        of this length.  The GEMM's bytes per chunk of shifted copies
+        (:meth:`columns`).
     """
 
     engine: str
@@ -473,9 +469,6 @@ class LayerPlan:
     placements: tuple
     output_shape: tuple[int, ...]
     block: int = 0
-    stack: tuple[int, ...] = (0,)
-    products: tuple = ()
-    stack_tail: int = 0
 
     @property
     def grid_size(self) -> int:
@@ -486,23 +479,24 @@ class LayerPlan:
         """Offsets of the adjoint's gather: ``tail - offset`` into the grid shifted by `tail`."""
         return tuple(self.tail - o for o in self.offset)
 
+    def columns(self, rows: int, itemsize: int) -> int:
+        """GEMM: grid samples per chunk, so that `rows` shifted copies of that many
+        samples of `itemsize` bytes take about `block` bytes (at least 64)."""
+        return max(64, self.block // max(rows * itemsize, 1))
+
     def phase_taps(self, phase: int) -> tuple[int, ...]:
         """Positions in `taps` of the taps that read `phase`."""
         return tuple(i for i, p in enumerate(self.phase) if p == phase)
 
-    def blocks(self, rows: int, row_length: int):
-        """Blocks ``(r0, r1, c0, c1)`` covering ``rows x row_length``: pieces of one row of
-        at most `block` elements (one weight per block), or several whole rows when
-        rows are shorter than ``block / 2`` (a weight column per block: slower per
-        element, but fewer calls)."""
-        if not rows or not row_length:
+    def channel_blocks(self, channels: int, rows_per_channel: int, row_length: int):
+        """Blocks ``(c0, c1)`` of whole channels covering ``range(channels)``, each of at
+        most `block` elements (``(c1 - c0) * rows_per_channel * row_length``, at least
+        one channel): the depthwise engine places, runs and crops one block at a time
+        in buffers of that size."""
+        if not channels or not row_length:
             return []
-        if row_length >= self.block // 2:
-            edges = list(range(0, row_length, self.block)) + [row_length]
-            return [(r, r + 1, c0, c1) for r in range(rows)
-                    for c0, c1 in zip(edges[:-1], edges[1:])]
-        step = max(1, self.block // row_length)
-        return [(r0, min(r0 + step, rows), 0, row_length) for r0 in range(0, rows, step)]
+        step = max(1, self.block // (rows_per_channel * row_length))
+        return [(c0, min(c0 + step, channels)) for c0 in range(0, channels, step)]
 
     def __str__(self) -> str:
         grid = "x".join(map(str, self.grid))
@@ -514,10 +508,9 @@ class LayerPlan:
                                                               self.offset)]
         if self.block:
             lines.append(f"  blocks of {self.block} elements")
-        if self.products:
-            lines.append(f"  {len(self.products)} matrix product(s) over {len(self.stack)} "
-                         f"stacked cop{'y' if len(self.stack) == 1 else 'ies'} "
-                         f"(shifts {self.stack}) of each phase")
+        if self.engine == "gemm":
+            lines.append(f"  one matrix product over the shifted copies read by all taps "
+                         f"(adjoint: by each phase's), in chunks of {self.block} bytes")
         return "\n".join(lines)
 
 
@@ -541,38 +534,10 @@ def layer_plan(geometry: Geometry, taps, engine: str, reason: str = "",
     grid, phase, offset = polyphase(geometry)
     phase, offset = phase[taps], offset[taps]
     extend = geometry.boundary != "zero"
-    stack, products, stack_tail = (0,), (), 0
-    if engine == "gemm":
-        stack, products, stack_tail = _stacking(geometry, taps, phase, offset)
     return LayerPlan(
         engine=engine, reason=reason, grid=tuple(int(n) for n in grid),
         phases=math.prod(geometry.strides), taps=tuple(int(t) for t in taps),
         phase=tuple(int(p) for p in phase), offset=tuple(int(o) for o in offset),
         tail=int(offset.max()) if len(offset) else 0, extend=extend,
         placements=placements(geometry, extend), output_shape=geometry.spatial_output_shape,
-        block=int(block), stack=stack, products=products, stack_tail=stack_tail)
-
-
-STACK_MAX = 7  # longest last kernel axis whose taps the GEMM stacks into one product
-
-
-def _stacking(geometry: Geometry, taps, phase, offset):
-    """``(stack, products, stack_tail)`` of the GEMM (see :class:`LayerPlan`).
-
-    Tap ``j`` of the last axis reads phase ``j * dilation % stride`` of that
-    axis shifted by ``j * dilation // stride`` flat samples (the grid is
-    contiguous there), so the taps that read the same phase at the same
-    offset apart from that shift form one product over copies of the phases
-    shifted by those amounts (stack slots a product does not use get zero
-    weights).
-    """
-    last = geometry.axes[-1]
-    shifts = np.unravel_index(taps, geometry.kernel_shape)[-1] * last.dilation // last.stride
-    if not 1 < last.k <= STACK_MAX:
-        shifts = np.zeros_like(offset)
-    stack = tuple(int(c) for c in np.unique(shifts)) or (0,)
-    groups: dict = {}
-    for i, (p, o, c) in enumerate(zip(phase, offset, shifts)):
-        groups.setdefault((int(p), int(o - c)), []).append((i, stack.index(int(c))))
-    products = tuple((p, o, tuple(members)) for (p, o), members in groups.items())
-    return stack, products, max((o for _, o, _ in products), default=0)
+        block=int(block))

@@ -21,7 +21,7 @@ import pytest
 import linconv
 from linconv._engines import DepthwiseEngine, GemmEngine
 from linconv._geometry import Channels, Geometry
-from linconv._plans import STACK_MAX, layer_plan
+from linconv._plans import layer_plan
 
 NUMPY_PAD = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
              "circular": "wrap"}
@@ -53,6 +53,18 @@ def _id(layer):
             f"k{'x'.join(map(str, kernel))}-{opts}")
 
 
+@pytest.fixture(params=["numpy", "axpy", "axpy-pieces"])
+def depthwise_path(request, monkeypatch):
+    """The depthwise engine's three ways of running the taps: numpy on whole blocks of
+    rows (short rows), BLAS axpy per row, and axpy on pieces of a row (long rows)."""
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "DEPTHWISE_MIN_ROW", 0)  # the test layers are small
+    monkeypatch.setattr(_engines, "AXPY_MIN", 10**9 if request.param == "numpy" else 1)
+    if request.param == "axpy-pieces":
+        monkeypatch.setattr(_engines, "DEPTHWISE_BLOCK", 7)
+    return request.param
+
+
 def _engines_for(op, w):
     engines = [GemmEngine(op.geometry, w)]
     if op.geometry.channels.in_per_group == 1:
@@ -80,7 +92,7 @@ def _torch_function(layer):
 
 
 @pytest.mark.parametrize("layer", LAYERS, ids=_id)
-def test_engines_match_torch_forward_and_adjoint(layer, rng):
+def test_engines_match_torch_forward_and_adjoint(layer, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     torch, run = _torch_function(layer)
     w = rng.standard_normal((c_out, c_in // groups) + kernel)
@@ -91,16 +103,18 @@ def test_engines_match_torch_forward_and_adjoint(layer, rng):
     out = run(tx, torch.from_numpy(w))
     expected = out.detach().numpy()
     (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
-    for engine in _engines_for(op, w):
-        np.testing.assert_allclose(engine.forward(x), expected, rtol=1e-12, atol=1e-12,
-                                   err_msg=engine.engine)
-        np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(), rtol=1e-12,
-                                   atol=1e-12, err_msg=engine.engine)
+    # one channel per block on the last path: blocks shared among 3 threads
+    with linconv.set_workers(3 if depthwise_path == "axpy-pieces" else 1):
+        for engine in _engines_for(op, w):
+            np.testing.assert_allclose(engine.forward(x), expected, rtol=1e-12, atol=1e-12,
+                                       err_msg=engine.engine)
+            np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(),
+                                       rtol=1e-12, atol=1e-12, err_msg=engine.engine)
     np.testing.assert_allclose(op.apply(x), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("layer", [LAYERS[4], LAYERS[7], LAYERS[12]], ids=_id)
-def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng):
+def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     torch, run = _torch_function(layer)
     shape = (c_out, c_in // groups) + kernel
@@ -121,7 +135,7 @@ def test_engines_complex_weights_through_real_and_imaginary_parts(layer, rng):
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
 @pytest.mark.parametrize("layer", LAYERS, ids=_id)
-def test_engines_dot_test(layer, dtype, tol, rng):
+def test_engines_dot_test(layer, dtype, tol, rng, depthwise_path):
     c_in, c_out, groups, spatial, kernel, kw = layer
     w = rng.standard_normal((c_out, c_in // groups) + kernel).astype(dtype)
     op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
@@ -135,7 +149,53 @@ def test_engines_dot_test(layer, dtype, tol, rng):
         assert abs(lhs - rhs) <= tol * scale, engine.engine
 
 
-def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng):
+@pytest.mark.parametrize("dtype, rtol", [(np.float16, 2e-2), (np.float32, 1e-5),
+                                         (np.complex64, 1e-5), (np.longdouble, 1e-12)])
+@pytest.mark.parametrize("layer", [LAYERS[6], LAYERS[7]], ids=_id)
+def test_depthwise_dtypes_and_non_contiguous_inputs(layer, dtype, rtol, rng, depthwise_path):
+    """Every dtype (BLAS axpy for float32/complex64, numpy for float16/long double) on
+    Fortran-ordered inputs, against torch in float64 (complex through real and imaginary
+    parts); the dtype is kept."""
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    parts = 2 if np.dtype(dtype).kind == "c" else 1
+    w = [rng.standard_normal((c_out, 1) + kernel) for _ in range(parts)]
+    x = [rng.standard_normal((2, c_in) + spatial) for _ in range(parts)]
+    op = linconv.conv_operator(w[0], (c_in,) + spatial, groups=groups, **kw)
+    y = [rng.standard_normal((2,) + op.output_shape) for _ in range(parts)]
+    t = lambda a, b: run(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+    if parts == 1:
+        w, x, y = (np.asarray(v[0], dtype=dtype).astype(np.float64) for v in (w, x, y))
+        expected = t(x, w)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        (expected_adjoint,) = torch.autograd.grad(run(tx, torch.from_numpy(w)), tx,
+                                                  torch.from_numpy(y))
+        expected_adjoint = expected_adjoint.numpy()
+    else:
+        w, x, y = (v[0] + 1j * v[1] for v in (w, x, y))
+        w, x, y = (v.astype(dtype).astype(np.complex128) for v in (w, x, y))
+        expected = t(x.real, w.real) - t(x.imag, w.imag) + 1j * (t(x.real, w.imag) +
+                                                                t(x.imag, w.real))
+        expected_adjoint = None
+    engine = DepthwiseEngine(op.geometry, w.astype(dtype))
+    xf, yf = np.asfortranarray(x.astype(dtype)), np.asfortranarray(y.astype(dtype))
+    assert not xf.flags.c_contiguous
+    got = engine.forward(xf)
+    assert got.dtype == dtype
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got.astype(expected.dtype), expected, rtol=0, atol=rtol * scale)
+    back = engine.adjoint(yf)
+    assert back.dtype == dtype and back.shape == x.shape
+    if expected_adjoint is None:  # complex: the dot test <y, A x> = <A^H y, x>, in float64
+        lhs = np.vdot(y, expected)
+        rhs = np.vdot(back.astype(np.complex128), x)
+        assert abs(lhs - rhs) <= rtol * np.linalg.norm(y) * np.linalg.norm(expected) * 10
+    else:
+        np.testing.assert_allclose(back.astype(np.float64), expected_adjoint, rtol=0,
+                                   atol=rtol * np.abs(expected_adjoint).max())
+
+
+def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng, depthwise_path):
     torch, run = _torch_function((4, 4, 4, (9, 8), (3, 3), dict(padding=1)))
     w = rng.standard_normal((4, 1, 3, 3))
     w[:, :, 0] = 0  # the first kernel row is zero for every channel
@@ -151,12 +211,35 @@ def test_zero_taps_are_skipped_and_all_zero_weights_give_zeros(rng):
         assert not zero.forward(x).any() and not zero.adjoint(engine.forward(x)).any()
 
 
-def test_empty_batch(rng):
+def test_empty_batch(rng, depthwise_path):
     w = rng.standard_normal((4, 1, 3, 3))
     op = linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1)
     for engine in _engines_for(op, w):
         assert engine.forward(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
         assert engine.adjoint(np.zeros((0, 4, 9, 8))).shape == (0, 4, 9, 8)
+
+
+def test_depthwise_rows_shorter_than_the_minimum_run_the_gemm(rng, monkeypatch):
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "DEPTHWISE_MIN_ROW", 200)  # the grid: 11 x 10 = 110
+    torch, run = _torch_function((4, 8, 4, (9, 8), (3, 3), dict(padding=1)))
+    w = rng.standard_normal((8, 1, 3, 3))
+    engine = DepthwiseEngine(linconv.conv_operator(w, (4, 9, 8), groups=4, padding=1).geometry,
+                             w)
+    assert isinstance(engine._short(110), GemmEngine) and engine._short(220) is None
+    calls, gemm_forward = [], GemmEngine.forward
+
+    def counted(self, x):
+        calls.append(len(x))
+        return gemm_forward(self, x)
+
+    monkeypatch.setattr(GemmEngine, "forward", counted)
+    for batch in (1, 2):  # 110 and 220 samples per row
+        x = rng.standard_normal((batch, 4, 9, 8))
+        np.testing.assert_allclose(engine.forward(x), run(torch.from_numpy(x),
+                                                          torch.from_numpy(w)).numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    assert calls == [1]
 
 
 # -- the choice ---------------------------------------------------------------------
@@ -224,38 +307,51 @@ def test_plan_reads_every_tap_where_numpy_pad_puts_it(kernel, spatial, padding, 
             want = padded[tuple(outputs[:, a] * g.strides[a] + j[a] * g.dilations[a]
                                 for a in range(len(spatial)))]
             np.testing.assert_array_equal(flat[phase, grid_index + offset], want)
-        if engine == "gemm":  # products x stack slots cover every tap once
-            members = sorted((i, plan.stack[slot] + offset)
-                             for _, offset, ms in plan.products for i, slot in ms)
-            assert members == sorted(enumerate(plan.offset))
-            assert all(plan.phase[i] == p for p, _, ms in plan.products for i, _ in ms)
 
 
-def test_plan_stacking_and_printing():
+def test_plan_chunks_and_printing():
     g = Geometry.from_args((3, 3), (56, 56), 1, channels=Channels(64, 64))
-    plan = layer_plan(g, range(9), "gemm", "because")
-    assert plan.stack == (0, 1, 2) and len(plan.products) == 3
-    assert [o for _, o, _ in plan.products] == [0, 58, 116]
+    plan = layer_plan(g, range(9), "gemm", "because", block=1 << 20)
+    assert plan.columns(9 * 64, 4) == (1 << 20) // (9 * 64 * 4) == 455
+    assert plan.columns(10**6, 8) == 64  # at least 64 columns
     text = str(plan)
-    assert "engine 'gemm' (because)" in text and "3 matrix product(s)" in text
+    assert "engine 'gemm' (because)" in text and "chunks of 1048576 bytes" in text
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.engine = "depthwise"
-    long = Geometry.from_args((1, STACK_MAX + 2), (4, 40), 0, channels=Channels(2, 2))
-    assert layer_plan(long, range(STACK_MAX + 2), "gemm").stack == (0,)
-    strided = Geometry.from_args((3, 3), (9, 9), 1, stride=2, channels=Channels(2, 2))
-    plan = layer_plan(strided, range(9), "gemm")
-    assert plan.phases == 4 and plan.stack == (0, 1)
 
 
-def test_blocks_cover_every_row_once():
+@pytest.mark.parametrize("block", [1, 64 * 8 * 5, 1 << 21])
+def test_gemm_chunks_of_any_width_match_torch(block, rng, monkeypatch):
+    """The GEMM's chunks: one grid sample wide (block 1: 64 columns), a width that does
+    not divide the grid, and the whole grid in one chunk."""
+    from linconv import _engines
+    monkeypatch.setattr(_engines, "GEMM_BLOCK", block)
+    layer = LAYERS[4]
+    c_in, c_out, groups, spatial, kernel, kw = layer
+    torch, run = _torch_function(layer)
+    w = rng.standard_normal((c_out, c_in // groups) + kernel)
+    op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
+    x = rng.standard_normal((5,) + op.input_shape)
+    y = rng.standard_normal((5,) + op.output_shape)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    out = run(tx, torch.from_numpy(w))
+    (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
+    engine = GemmEngine(op.geometry, w)
+    assert engine.plan.block == block
+    np.testing.assert_allclose(engine.forward(x), out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_channel_blocks_cover_every_channel_once():
     g = Geometry.from_args((3,), (10,), 1, channels=Channels(2, 2, 2))
     plan = layer_plan(g, range(3), "depthwise", block=100)
-    for rows, length in ((7, 30), (3, 250), (1, 1000), (5, 100)):
-        cover = np.zeros((rows, length), dtype=int)
-        for r0, r1, c0, c1 in plan.blocks(rows, length):
-            assert (r1 - r0) * (c1 - c0) <= max(100, length) and (r1 - r0 == 1 or c0 == 0)
-            cover[r0:r1, c0:c1] += 1
-        assert (cover == 1).all()
+    for channels, m, length in ((7, 1, 30), (3, 2, 250), (1, 1, 1000), (5, 1, 20), (9, 2, 7)):
+        blocks = plan.channel_blocks(channels, m, length)
+        assert [c for c0, c1 in blocks for c in range(c0, c1)] == list(range(channels))
+        assert all((c1 - c0) * m * length <= 100 or c1 - c0 == 1 for c0, c1 in blocks)
+        assert len(blocks) == -(-channels // max(1, 100 // (m * length)))  # as few as fit
+    assert plan.channel_blocks(0, 1, 30) == plan.channel_blocks(3, 1, 0) == []
 
 
 @pytest.mark.parametrize("groups", [1, 4])
