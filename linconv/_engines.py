@@ -983,11 +983,11 @@ def layer_engine(geometry: Geometry, weights: np.ndarray, reason: str = ""):
     costs = layer_costs(geometry, len(geometry.active_taps(weights)[1]))
     best = min(costs, key=costs.get)
     if len(costs) == 1:
-        why = (f"{geometry.channels.in_per_group} input channels per group (the "
-               "depthwise engine runs 1)")
+        why = (f"engine 'gemm': {geometry.channels.in_per_group} input channels per group "
+               "(the depthwise engine needs 1)")
     else:
-        others = ", ".join(f"{k} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
-        why = f"estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
+        others = ", ".join(f"{k!r} {v * 1e3:.3g} ms" for k, v in costs.items() if k != best)
+        why = f"engine {best!r} estimated {costs[best] * 1e3:.3g} ms per sample < {others}"
     reason = f"{reason}; {why}" if reason else why
     return {"gemm": GemmEngine, "depthwise": DepthwiseEngine}[best](geometry, weights, reason)
 

@@ -250,7 +250,7 @@ def test_auto_runs_depthwise_layers_on_the_depthwise_engine():
     assert "ms" in op.plan.reason
     dense = linconv.conv_operator(np.ones((64, 64, 3, 3), np.float32), (64, 56, 56), padding=1)
     assert dense.plan.engine == "gemm"
-    assert "the depthwise engine runs 1)" in dense.plan.reason
+    assert "(the depthwise engine needs 1)" in dense.plan.reason
     transposed = linconv.conv_transpose_operator(w, (128, 28, 28), stride=2, groups=128)
     assert transposed.plan is transposed.parent.plan
     assert transposed.plan.engine == "depthwise"
