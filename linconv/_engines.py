@@ -67,10 +67,24 @@ from ._sparse import correlation_csr
 
 __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectEngine",
            "GemmEngine", "DepthwiseEngine", "available_cpus", "get_workers", "set_workers"]
+# -- the cost model and tuning constants, all in one place --------------------------------
+# Calibrated on a 2-core machine; recalibrate on another one with
+# ``python benchmarks/bench_apply.py --methods`` (DIRECT_NS, FFT_NS, SPARSE_LIMIT, wall
+# clock) and ``python benchmarks/calibrate.py`` (GEMM_NS, COPY_NS, DEPTHWISE_NS, in CPU
+# time: steady on a loaded machine, and their ratios decide between the layer engines);
+# MIX_NS against FFT_NS with bench_apply.py --methods and bench_nn.py.
 SPARSE_LIMIT = 20_000  # stored entries below which the sparse matrix is fastest
 DIRECT_NS = 0.55       # ns per (tap x output) of ndimage, one core
 FFT_NS = 0.45          # ns per M*log2(M) of a forward+inverse real transform pair
 BAND_MIN = 1 << 16     # outputs per band below which threads do not pay
+GEMM_NS = 0.0114       # ns per multiply-add of the layer GEMMs (BLAS)
+COPY_NS = 0.225        # ns per sample of each tap's shifted copy of an input channel (GEMM)
+DEPTHWISE_NS = 0.106   # ns per output sample and tap of the depthwise multiply-adds
+MIX_NS = 1.2           # ns per complex multiply-add of the per-frequency channel mixing
+DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
+AXPY_MIN = 1024            # row length from which the depthwise engine runs BLAS axpy per row
+DEPTHWISE_MIN_ROW = 1024   # shorter rows (batch x grid samples) run the GEMM engine
+GEMM_BLOCK = 1 << 21       # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
 # -- threads: the CPUs this process may use, scipy.fft's setting, linconv's own ---------
@@ -948,22 +962,10 @@ class DepthwiseEngine(_LayerEngine):
         return extend_adjoint(g, out) if plan.extend else out
 
 
-DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
-AXPY_MIN = 1024  # row length from which the depthwise engine runs BLAS axpy per row
-DEPTHWISE_MIN_ROW = 1024  # shorter rows (batch x grid samples) run the GEMM engine
-GEMM_BLOCK = 1 << 21  # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
 
 
 # -- choosing -------------------------------------------------------------------
 _ENGINES = {"sparse": SparseEngine, "fft": FFTEngine, "direct": DirectEngine}
-# The layer cost model (all cores of this machine).  benchmarks/calibrate.py measures
-# GEMM_NS, COPY_NS and DEPTHWISE_NS (in CPU time, steady on a loaded machine; their
-# ratios matter for the choice between the layer engines); GEMM_NS and MIX_NS against
-# FFT_NS in wall-clock time with benchmarks/bench_apply.py --methods and bench_nn.py.
-GEMM_NS = 0.0114    # ns per multiply-add of the GEMMs (BLAS)
-COPY_NS = 0.225     # ns per sample of each tap's shifted copy of an input channel (GEMM)
-DEPTHWISE_NS = 0.106  # ns per output sample and tap of the depthwise multiply-adds
-MIX_NS = 1.2        # ns per complex multiply-add of the per-frequency channel mixing
 
 
 def layer_costs(geometry: Geometry, ntaps: int) -> dict[str, float]:
