@@ -34,6 +34,7 @@ import statistics
 import threading
 import time
 
+import dask
 import numpy as np
 
 import linconv
@@ -93,31 +94,43 @@ def test_image(size, chunks=1024, dtype=np.float32):
     return (smooth + 0.5 * (texture > 0.97)).astype(dtype)
 
 
-def part_outofcore(size, iterations=30):
+def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB"):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
-    c, client = cluster(2)
+    c, client = cluster(2, memory_limit=memory_limit)
+    ticks = []
     try:
         with PeakMemory(client) as peak:
             start = time.perf_counter()
-            da.to_zarr(test_image(size), os.path.join(ROOT, "image.zarr"))
+            da.to_zarr(test_image(size, chunks), os.path.join(ROOT, "image.zarr"))
             t_write = time.perf_counter() - start
             image = da.from_zarr(os.path.join(ROOT, "image.zarr"))
             start = time.perf_counter()
             da.to_zarr(linconv.convolve(image, KERNEL, "same"), os.path.join(ROOT, "blur.zarr"))
             t_blur = time.perf_counter() - start
+            peak_blur = peak.report()
             blurred = da.from_zarr(os.path.join(ROOT, "blur.zarr"))
             start = time.perf_counter()
-            result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg", maxiter=iterations)
-            da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
+            ticks.append(start)
+            with dask.config.set({"linconv.temporary-directory": ROOT}):
+                result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg",
+                                         maxiter=iterations, tol=1e-12,
+                                         callback=lambda x: ticks.append(time.perf_counter()))
+                da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
             t_solve = time.perf_counter() - start
+        steps = np.diff(ticks)
         print(f"out-of-core {size}x{size} float32 ({size * size * 4 / 2**30:.2f} GiB), "
-              "2 workers x 1 thread, memory_limit 1 GiB each, 1024^2 chunks")
-        print(f"  write image {t_write:.1f} s; blur {t_blur:.1f} s; deconvolve (cg, "
-              f"{result.iterations} iterations) {t_solve:.1f} s "
-              f"({t_solve / max(result.iterations, 1):.1f} s/iteration)")
+              f"2 workers x 1 thread, memory_limit {memory_limit} each, {chunks}^2 chunks "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        print(f"  write image {t_write:.1f} s; blur {t_blur:.1f} s (peak RSS {peak_blur})")
+        print(f"  deconvolve (cg, {result.iterations} iterations, iterates "
+              f"{'on disk' if 'disk' in result.message else 'in memory'}) {t_solve:.1f} s: "
+              f"first pass {steps[0]:.1f} s, then per iteration median "
+              f"{statistics.median(steps[1:]) if len(steps) > 1 else float('nan'):.1f} s "
+              f"(min {steps[1:].min() if len(steps) > 1 else float('nan'):.1f}, max "
+              f"{steps[1:].max() if len(steps) > 1 else float('nan'):.1f})")
         print(f"  peak worker RSS: {peak.report()}; residual norm "
               f"{result.residual_norms[0]:.4g} -> {result.residual_norms[-1]:.4g}")
     finally:
@@ -223,10 +236,13 @@ def main():
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=30, help="cg iterations (outofcore)")
+    parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore)")
+    parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
     args = parser.parse_args()
     parts = {"overhead": part_overhead, "exact": part_exact, "scaling": part_scaling,
              "frames": lambda: part_frames(args.frames),
-             "outofcore": lambda: part_outofcore(args.size, args.iterations)}
+             "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
+                                                 args.memory_limit)}
     for name, run in parts.items():
         if args.part in ("all", name):
             run()
