@@ -640,20 +640,38 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
     Same arguments as :func:`linconv.deconvolve`.  On one image (``y.ndim ==
     kernel.ndim``):
 
-    - ``solver="cg"`` (also what "auto" picks): CGLS, conjugate gradients on the
-      normal equations of ``min ||sqrt(w) (A x + b - y)||^2 + damp^2 ||x||^2``
-      written against dask arrays.  The iterates are persisted every iteration
-      (the graph does not grow); each iteration applies ``A`` and ``A^H`` once
-      and synchronises once, for its inner products, the stopping rule
-      ``||A^H r_k|| <= tol * ||A^H y||`` (scipy's cg rule) and the residual
-      norm.  No preconditioner.
-    - ``solver="richardson-lucy"`` (``"rl"``): ``x <- x * A^H(w y / (A x + b)) / A^H w``
-      from the flat image of the data's flux (``sum(w y) / sum(A^H w)``) or
-      `x0`; elementwise and local, no global reduction but the residual norm
-      ``||sqrt(w) (A x_k + b - y)||`` of the stopping rule.  With `maxiter`
-      None it stops when that norm decreases by less than ``max(tol, 1e-3)``
-      relatively in an iteration (at most 500 iterations).  ``damp`` must be
+    - ``solver="cg"`` (also what "auto" picks): conjugate gradients on the
+      normal equations ``(A^H W A + damp^2 I) x = A^H W (y - b)``, the
+      iterates of scipy's cg there, in the Chronopoulos-Gear form: both inner
+      products of an iteration come from the same vectors, so an iteration is
+      one pass over the arrays (no full-size array waits for a reduction) and
+      one synchronisation.  It keeps ``x``, the normal residual ``r``, ``p``,
+      ``s = N p`` and ``N r``: three operator applications per iteration
+      (``N r`` and ``A x`` for the residual norm).  Stops
+      when ``||r_k|| <= tol ||A^H W (y - b)||`` (scipy's cg rule); the residual
+      norms ``||sqrt(w) (A x_k + b - y)||^2 + damp^2 ||x_k||^2`` (square root)
+      are computed from ``x_k`` every iteration.  No preconditioner.
+    - ``solver="richardson-lucy"`` (``"rl"``): the iteration of the in-memory
+      solver (:func:`linconv._richardson_lucy.richardson_lucy`) with the same
+      start, guards, Biggs-Andrews acceleration and, with `maxiter` None, the
+      same stopping rule (the minimum of an unbiased risk estimate, its
+      Monte-Carlo divergence from a second, perturbed copy of the iteration);
+      the noise model of that rule is fitted on the central crop of at most
+      1024 samples per axis (the whole image up to that size, so results
+      equal the in-memory ones there).  One pass and one synchronisation per
+      iteration: the products of the extrapolation weight of the next
+      iteration are computed with the norms of this one.  ``damp`` must be
       "auto" or 0 (no regularisation).
+    - Iterates between iterations: persisted in memory, or, when the arrays
+      kept (twice, old and new) would exceed half the memory of the
+      dask.distributed workers (of this machine with the local schedulers),
+      written to zarr stores in a temporary directory and read back, so the
+      solve needs memory for a few chunks per worker only.  dask config
+      ``linconv.iterates`` ("auto", "memory", "disk") and
+      ``linconv.temporary-directory`` choose; on several machines that
+      directory must be shared.  A store is deleted with the last array that
+      reads it: ``result.x`` reads the last one until it is computed, stored
+      or dropped.
     - ``damp="auto"``: the in-memory :func:`linconv.deconvolve` with the same
       options on a central crop of at most 1024 samples per axis chooses the
       damp (its noise estimate and discrepancy principle, per sample, carry
@@ -879,7 +897,9 @@ class _Iterates:
         os.makedirs(self.root, exist_ok=True)
         self.version += 1
         paths = {name: os.path.join(self.root, f"{name}.{self.version}.zarr") for name in names}
-        stores = [da.to_zarr(_regular(a), paths[name], compute=False)
+        raw = {"compressors": None} if int(zarr.__version__.split(".")[0]) >= 3 else \
+            {"compressor": None}  # iterates hardly compress; the CPU is better spent
+        stores = [da.to_zarr(_regular(a), paths[name], compute=False, **raw)
                   for name, a in arrays.items()]
         values = dask.compute(*stores, *scalars)[len(stores):]
         kept = {}
@@ -911,19 +931,19 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     The Chronopoulos-Gear form of CG: both inner products of an iteration come
     from the same vectors, so each iteration is one pass over the arrays (no
     full-size array is held across a reduction) and one synchronisation.  The
-    pass reads ``x, r, p, s`` (``r`` the normal residual, ``s = N p``) and
-    writes their successors; ``N r`` is recomputed where needed, not kept.
+    pass reads ``x, r, p, s`` and ``N r`` (``r`` the normal residual, ``s = N p``)
+    and writes their successors.
     """
     d2 = damp * damp
     image_bytes = math.prod(op.geometry.input_shape) * op.dtype.itemsize
     data_bytes = math.prod(op.geometry.output_shape) * op.dtype.itemsize
-    store = _Iterates(4 * image_bytes + (1 + (w is not None)) * data_bytes)
+    store = _Iterates(5 * image_bytes + (1 + (w is not None)) * data_bytes)
 
     def normal(v):
         z = op.adjoint(op.forward(v) if w is None else w * op.forward(v))
         return z + d2 * v if d2 else z
 
-    # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, its products
+    # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
     start = {"y": y - background if background else y}
     if w is not None:
         start["w"] = w
@@ -931,8 +951,10 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     if x0 is not None:
         start["x"] = x0.rechunk(rhs.chunks)
     start["r"] = rhs if x0 is None else rhs - normal(start["x"])
-    products = [_dot(start["r"]), _dot(start["r"], normal(start["r"]))]
+    start["nr"] = normal(start["r"])
+    products = [_dot(start["r"]), _dot(start["r"], start["nr"])]
     state, values = store.keep(start, products + ([_dot(rhs)] if x0 is not None else []))
+    del start, rhs, products
     yb, w = state.pop("y"), state.pop("w", None)
     if x0 is None:
         state["x"] = _da().zeros_like(state["r"])
@@ -943,20 +965,24 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     bar = _progress(progress, maxiter, "deconvolve (cg, dask)")
     try:
         while not converged and k < maxiter:
-            x, r = state["x"], state["r"]
+            x, r, nr = state["x"], state["r"], state["nr"]
             if k == 0:
-                alpha, p, s = gamma / delta, r, normal(r)
+                alpha, p, s = gamma / delta, r, nr
             else:
                 beta = gamma / gamma_old
                 alpha = gamma / (delta - beta * gamma / alpha_old)
-                p, s = r + beta * state["p"], normal(r) + beta * state["s"]
+                p, s = r + beta * state["p"], nr + beta * state["s"]
             x, r = x + alpha * p, r - alpha * s
+            nr = normal(r)
             misfit = op.forward(x) - yb
             objective = _dot(misfit, misfit if w is None else w * misfit)
             if d2:
                 objective = objective + d2 * _dot(x)
-            state, values = store.keep(dict(x=x, r=r, p=p, s=s),
-                                       [_dot(r), _dot(r, normal(r)), objective])
+            products = [_dot(r), _dot(r, nr), objective]
+            arrays = dict(x=x, r=r, p=p, s=s, nr=nr)
+            del x, r, p, s, nr, misfit, objective, state  # the old iterates can go
+            state, values = store.keep(arrays, products)
+            del arrays, products
             gamma_old, alpha_old = gamma, alpha
             gamma, delta, objective = (float(v) for v in values)
             k += 1
@@ -1118,8 +1144,12 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
                        (g * g).sum(axis=axes, dtype=np.float64)]
             if nb == 2:
                 scalars.append((variance * probe * (ax[1] - ax[0])).sum(dtype=np.float64))
-            kept, values = store.keep({"v": v, "new": new_next}, scalars)
+            arrays = {"v": v, "new": new_next}
+            del v, ax, residual, g, new_next, v_prev, new_prev  # the old iterates can go
+            kept, values = store.keep(arrays, scalars)
+            del arrays, scalars
             state = dict(kept, new_prev=new)
+            del new, kept
             norm2, change2, size2 = (float(value) for value in values[:3])
             gg = values[4]
             alpha = np.clip(values[3] / np.where(gg > 0, gg, 1), 0, 1 - 1e-3).astype(dtype)
