@@ -7,15 +7,19 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   written to a zarr store in /tmp, blurred (5x5 Gaussian, "same", zero
   boundary) into a second store, then deconvolved (cg, 30 iterations, damp
   0.05) into a third, on a LocalCluster of 2 single-thread workers with a
-  1 GiB memory limit each (the persisted iterates spill to disk).  Reports
-  wall time and the peak resident memory of the workers (sampled every 0.5 s).
+  1 GiB memory limit each (the iterates, 5 GiB, do not fit: "auto" keeps
+  them in zarr stores in the run's directory).  Reports wall time, time per
+  iteration (from the callback) and the peak resident memory of the workers
+  (sampled every 0.5 s).  --size, --chunks, --memory-limit, --iterations
+  scale it down.
 - exact: the 4096x4096 central crop of the same data solved on dask (1024
   chunks, float64) against the in-memory CG on the normal equations (scipy's
   cg through linconv.deconvolve, no preconditioner): same Krylov iterates, so
   they agree to rounding.  (The crop of the 16384^2 solution is not compared:
   CG's step sizes are global inner products, so a crop is a different solve.)
 - scaling: throughput of the blur of an 8192^2 float32 image with 1 and 2
-  single-thread workers.
+  single-thread workers, with the number of tasks of its graph (scheduling
+  them is the serial part).
 - overhead: a 4096x4096 float32 image in one chunk, op.apply on dask (threaded
   scheduler) against op.apply in memory.
 - frames: a time-lapse of `frames` 1024x1024 frames deconvolved frame-parallel
@@ -153,16 +157,17 @@ def part_exact(crop=4096):
                                    maxiter=30, tol=1e-12, preconditioner=None).x
     t_mem = time.perf_counter() - start
     error = np.abs(on_dask - in_memory).max() / np.abs(in_memory).max()
-    print(f"exact: {crop}x{crop} float64, 1024^2 chunks, cg 30 iterations: dask {t_dask:.1f} s, "
+    print(f"exact (load average {os.getloadavg()[0]:.1f}): {crop}x{crop} float64, 1024^2 "
+          f"chunks, cg 30 iterations: dask {t_dask:.1f} s, "
           f"in memory {t_mem:.1f} s; max |x_dask - x_memory| / max |x_memory| = {error:.2e} "
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
 
-def part_scaling(size=8192, repeat=3):
+def part_scaling(size=8192, repeat=5):
     import dask.array as da
     from distributed import wait
     x = np.asarray(test_image(size).compute())
-    rates = {}
+    rates, tasks = {}, 0
     for n in (1, 2):
         c, client = cluster(n, memory_limit="4GiB")
         try:
@@ -171,17 +176,20 @@ def part_scaling(size=8192, repeat=3):
             times = []
             for _ in range(repeat + 1):
                 start = time.perf_counter()
-                y = client.persist(linconv.convolve(dx, KERNEL, "same", boundary="symmetric"))
+                blur = linconv.convolve(dx, KERNEL, "same", boundary="symmetric")
+                tasks = len(dict(blur.__dask_graph__())) - dx.npartitions
+                y = client.persist(blur)
                 wait(y)
                 times.append(time.perf_counter() - start)
-                del y
+                del y, blur
             rates[n] = statistics.median(times[1:])
         finally:
             client.close()
             c.close()
-    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), 1024^2 chunks: 1 worker "
-          f"{rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, speed-up {rates[1] / rates[2]:.2f}x "
-          "(goal >= 1.7x)")
+    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), 1024^2 chunks "
+          f"({tasks} tasks, {tasks / (size // 1024) ** 2:.0f} per chunk; load average "
+          f"{os.getloadavg()[0]:.1f}): 1 worker {rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, "
+          f"speed-up {rates[1] / rates[2]:.2f}x (goal >= 1.7x)")
 
 
 def part_overhead(size=4096, repeat=7):
@@ -224,7 +232,8 @@ def part_frames(frames=64, size=1024, maxiter=30):
         client.close()
         c.close()
     error = max(np.abs(a - b).max() for a, b in zip(loop, x))
-    print(f"frames: {frames} x {size}x{size} float32, cg {maxiter} iterations: Python loop "
+    print(f"frames (load average {os.getloadavg()[0]:.1f}): {frames} x {size}x{size} float32, "
+          f"cg {maxiter} iterations: Python loop "
           f"{t_loop:.1f} s, dask frame-parallel (2 workers) {t_dask:.1f} s, speed-up "
           f"{t_loop / t_dask:.2f}x; max difference {error:.1e}")
 

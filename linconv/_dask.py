@@ -3,15 +3,19 @@
 Every operator factors as ``A = S . C_valid . P`` (see :mod:`linconv._geometry`);
 on a chunked array each factor goes where it is exact:
 
-- ``P``, the boundary extension, at the array's *outer* edges only: the zero
-  boundary with :func:`dask.array.pad`; the others by gathering the margins
-  through the geometry's own extension map (numpy.pad's semantics, pads wider
-  than the array included).  dask's ``map_overlap(boundary="reflect")`` is
-  numpy's "symmetric", and a per-chunk "wrap" wraps each chunk onto itself, so
-  neither is used.
-- ``C_valid`` locally: :func:`dask.array.map_overlap` with ``boundary="none"``
-  and an asymmetric halo, each block running linconv's in-memory engine on a
-  valid-mode geometry of the block's size.
+- ``P``, the boundary extension, at the array's *outer* edges only: inside
+  the edge blocks' own tasks when the margins copy samples of those blocks
+  (the zero boundary always; "reflect", "symmetric", "edge" unless a block
+  is thinner than its margin); otherwise with :func:`dask.array.pad` or by
+  gathering the margins through the geometry's own extension map
+  (numpy.pad's semantics, pads wider than the array included).  dask's
+  ``map_overlap(boundary="reflect")`` is numpy's "symmetric", and a
+  per-chunk "wrap" wraps each chunk onto itself, so neither is used.
+- ``C_valid`` locally: a halo exchange in two tasks per block (the thin
+  pieces a block's neighbours read; the block joined with its neighbours'
+  pieces), the ``map_overlap(boundary="none")`` of dask in a fifth of its
+  tasks, each block running linconv's in-memory engine on a valid-mode
+  geometry of the block's size.
 - ``S``: output blocks and padded blocks are paired by the kernel's centre tap
   (the :class:`AxisPlan`), and each block computes exactly the global strided
   outputs of its range, so no chunk edge has to sit on a stride multiple and
@@ -23,7 +27,8 @@ on a chunked array each factor goes where it is exact:
 The adjoint runs the factors in reverse: each output block, with the outputs
 of its neighbours that reach into it, goes through the in-memory adjoint
 (zero insertion and full correlation with the conjugate kernel), and the
-margins of the padded domain are folded back onto the edges (``P^H``).
+margins of the padded domain are folded back onto the edges (``P^H``), in the
+edge blocks' tasks where the margins fold onto samples of those blocks.
 
 dask is imported here only; ``import linconv`` never imports this module.
 """
@@ -821,11 +826,6 @@ def _dot(u, v=None):
     return product.sum(dtype=np.float64)
 
 
-def _persist(*arrays):
-    import dask
-    return dask.persist(*arrays)
-
-
 def _progress(progress, maxiter, label):
     if not progress:
         return None
@@ -1230,6 +1230,7 @@ def _deconvolve_frames(y, kernel, options, result_type):
                                "damp, iterations, converged are per frame (dask arrays)")
 
 
+@_one_thread
 def _frame_block(kernel, given, per_frame, nf, image, pack, yb, *extra):
     from ._deconvolve import deconvolve
 
