@@ -181,7 +181,13 @@ def part_scaling(size=8192, repeat=5):
                 y = client.persist(blur)
                 wait(y)
                 times.append(time.perf_counter() - start)
+                client.cancel(y)
                 del y, blur
+                # the same graph again would find its results on the workers: wait until the
+                # scheduler has released them
+                while client.run_on_scheduler(lambda dask_scheduler: len(
+                        dask_scheduler.tasks)) > dx.npartitions:
+                    time.sleep(0.05)
             rates[n] = statistics.median(times[1:])
         finally:
             client.close()
