@@ -258,9 +258,12 @@ def main():
              "frames": lambda: part_frames(args.frames),
              "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
                                                  args.memory_limit)}
-    for name, run in parts.items():
-        if args.part in ("all", name):
-            run()
+    try:
+        for name, run in parts.items():
+            if args.part in ("all", name):
+                run()
+    finally:
+        shutil.rmtree(ROOT, ignore_errors=True)  # the clusters' spill directories
 
 
 if __name__ == "__main__":
