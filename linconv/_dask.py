@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import importlib.util
 import itertools
 import math
 import os
 import shutil
 import tempfile
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -872,6 +874,14 @@ class _Iterates:
                              f"'disk'; got {where!r}")
         if where == "auto":
             where = "disk" if 4 * nbytes > _memory_bytes() else "memory"
+            if where == "disk" and importlib.util.find_spec("zarr") is None:
+                warnings.warn(f"the iterates ({nbytes / 2**30:.3g} GiB, twice during an "
+                              "iteration) exceed half the workers' memory; install zarr "
+                              "(pip install zarr) to keep them on disk instead", UserWarning,
+                              stacklevel=4)
+                where = "memory"
+        if where == "disk" and importlib.util.find_spec("zarr") is None:
+            raise ImportError("iterates on disk need zarr: pip install zarr")
         self.where, self.root, self.version = where, None, 0
         if where == "disk":
             directory = (dask.config.get(DIRECTORY_KEY, None)

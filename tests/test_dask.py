@@ -294,6 +294,19 @@ def test_auto_iterates_follow_the_workers_memory():
     os.rmdir(big.root)
 
 
+def test_iterates_without_zarr(monkeypatch):
+    import importlib.util
+    from linconv._dask import _Iterates, _memory_bytes
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "zarr" else find_spec(name, *args))
+    with pytest.warns(UserWarning, match="install zarr"):
+        assert _Iterates(_memory_bytes()).where == "memory"
+    with dask.config.set({"linconv.iterates": "disk"}):
+        with pytest.raises(ImportError, match="iterates on disk need zarr"):
+            _Iterates(1)
+
+
 @pytest.mark.parametrize("boundary", ["zero", "reflect", "symmetric", "edge", "wrap"])
 def test_edge_blocks_extend_and_fold_themselves(boundary):
     """Margins inside the edge blocks (P and P^H in the blocks' tasks, two tasks per block)
