@@ -7,15 +7,19 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   written to a zarr store in /tmp, blurred (5x5 Gaussian, "same", zero
   boundary) into a second store, then deconvolved (cg, 30 iterations, damp
   0.05) into a third, on a LocalCluster of 2 single-thread workers with a
-  1 GiB memory limit each (the persisted iterates spill to disk).  Reports
-  wall time and the peak resident memory of the workers (sampled every 0.5 s).
+  1 GiB memory limit each (the iterates, 5 GiB, do not fit: "auto" keeps
+  them in zarr stores in the run's directory).  Reports wall time, time per
+  iteration (from the callback) and the peak resident memory of the workers
+  (sampled every 0.5 s).  --size, --chunks, --memory-limit, --iterations
+  scale it down.
 - exact: the 4096x4096 central crop of the same data solved on dask (1024
   chunks, float64) against the in-memory CG on the normal equations (scipy's
   cg through linconv.deconvolve, no preconditioner): same Krylov iterates, so
   they agree to rounding.  (The crop of the 16384^2 solution is not compared:
   CG's step sizes are global inner products, so a crop is a different solve.)
 - scaling: throughput of the blur of an 8192^2 float32 image with 1 and 2
-  single-thread workers.
+  single-thread workers, with the number of tasks of its graph (scheduling
+  them is the serial part).
 - overhead: a 4096x4096 float32 image in one chunk, op.apply on dask (threaded
   scheduler) against op.apply in memory.
 - frames: a time-lapse of `frames` 1024x1024 frames deconvolved frame-parallel
@@ -34,6 +38,7 @@ import statistics
 import threading
 import time
 
+import dask
 import numpy as np
 
 import linconv
@@ -93,31 +98,43 @@ def test_image(size, chunks=1024, dtype=np.float32):
     return (smooth + 0.5 * (texture > 0.97)).astype(dtype)
 
 
-def part_outofcore(size, iterations=30):
+def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB"):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
-    c, client = cluster(2)
+    c, client = cluster(2, memory_limit=memory_limit)
+    ticks = []
     try:
         with PeakMemory(client) as peak:
             start = time.perf_counter()
-            da.to_zarr(test_image(size), os.path.join(ROOT, "image.zarr"))
+            da.to_zarr(test_image(size, chunks), os.path.join(ROOT, "image.zarr"))
             t_write = time.perf_counter() - start
             image = da.from_zarr(os.path.join(ROOT, "image.zarr"))
             start = time.perf_counter()
             da.to_zarr(linconv.convolve(image, KERNEL, "same"), os.path.join(ROOT, "blur.zarr"))
             t_blur = time.perf_counter() - start
+            peak_blur = peak.report()
             blurred = da.from_zarr(os.path.join(ROOT, "blur.zarr"))
             start = time.perf_counter()
-            result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg", maxiter=iterations)
-            da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
+            ticks.append(start)
+            with dask.config.set({"linconv.temporary-directory": ROOT}):
+                result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg",
+                                         maxiter=iterations, tol=1e-12,
+                                         callback=lambda x: ticks.append(time.perf_counter()))
+                da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
             t_solve = time.perf_counter() - start
+        steps = np.diff(ticks)
         print(f"out-of-core {size}x{size} float32 ({size * size * 4 / 2**30:.2f} GiB), "
-              "2 workers x 1 thread, memory_limit 1 GiB each, 1024^2 chunks")
-        print(f"  write image {t_write:.1f} s; blur {t_blur:.1f} s; deconvolve (cg, "
-              f"{result.iterations} iterations) {t_solve:.1f} s "
-              f"({t_solve / max(result.iterations, 1):.1f} s/iteration)")
+              f"2 workers x 1 thread, memory_limit {memory_limit} each, {chunks}^2 chunks "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        print(f"  write image {t_write:.1f} s; blur {t_blur:.1f} s (peak RSS {peak_blur})")
+        print(f"  deconvolve (cg, {result.iterations} iterations, iterates "
+              f"{'on disk' if 'disk' in result.message else 'in memory'}) {t_solve:.1f} s: "
+              f"first pass {steps[0]:.1f} s, then per iteration median "
+              f"{statistics.median(steps[1:]) if len(steps) > 1 else float('nan'):.1f} s "
+              f"(min {steps[1:].min() if len(steps) > 1 else float('nan'):.1f}, max "
+              f"{steps[1:].max() if len(steps) > 1 else float('nan'):.1f})")
         print(f"  peak worker RSS: {peak.report()}; residual norm "
               f"{result.residual_norms[0]:.4g} -> {result.residual_norms[-1]:.4g}")
     finally:
@@ -140,16 +157,17 @@ def part_exact(crop=4096):
                                    maxiter=30, tol=1e-12, preconditioner=None).x
     t_mem = time.perf_counter() - start
     error = np.abs(on_dask - in_memory).max() / np.abs(in_memory).max()
-    print(f"exact: {crop}x{crop} float64, 1024^2 chunks, cg 30 iterations: dask {t_dask:.1f} s, "
+    print(f"exact (load average {os.getloadavg()[0]:.1f}): {crop}x{crop} float64, 1024^2 "
+          f"chunks, cg 30 iterations: dask {t_dask:.1f} s, "
           f"in memory {t_mem:.1f} s; max |x_dask - x_memory| / max |x_memory| = {error:.2e} "
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
 
-def part_scaling(size=8192, repeat=3):
+def part_scaling(size=8192, repeat=5):
     import dask.array as da
     from distributed import wait
     x = np.asarray(test_image(size).compute())
-    rates = {}
+    rates, tasks = {}, 0
     for n in (1, 2):
         c, client = cluster(n, memory_limit="4GiB")
         try:
@@ -158,17 +176,26 @@ def part_scaling(size=8192, repeat=3):
             times = []
             for _ in range(repeat + 1):
                 start = time.perf_counter()
-                y = client.persist(linconv.convolve(dx, KERNEL, "same", boundary="symmetric"))
+                blur = linconv.convolve(dx, KERNEL, "same", boundary="symmetric")
+                tasks = len(dict(blur.__dask_graph__())) - dx.npartitions
+                y = client.persist(blur)
                 wait(y)
                 times.append(time.perf_counter() - start)
-                del y
+                client.cancel(y)
+                del y, blur
+                # the same graph again would find its results on the workers: wait until the
+                # scheduler has released them
+                while client.run_on_scheduler(lambda dask_scheduler: len(
+                        dask_scheduler.tasks)) > dx.npartitions:
+                    time.sleep(0.05)
             rates[n] = statistics.median(times[1:])
         finally:
             client.close()
             c.close()
-    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), 1024^2 chunks: 1 worker "
-          f"{rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, speed-up {rates[1] / rates[2]:.2f}x "
-          "(goal >= 1.7x)")
+    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), 1024^2 chunks "
+          f"({tasks} tasks, {tasks / (size // 1024) ** 2:.0f} per chunk; load average "
+          f"{os.getloadavg()[0]:.1f}): 1 worker {rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, "
+          f"speed-up {rates[1] / rates[2]:.2f}x (goal >= 1.7x)")
 
 
 def part_overhead(size=4096, repeat=7):
@@ -211,7 +238,8 @@ def part_frames(frames=64, size=1024, maxiter=30):
         client.close()
         c.close()
     error = max(np.abs(a - b).max() for a, b in zip(loop, x))
-    print(f"frames: {frames} x {size}x{size} float32, cg {maxiter} iterations: Python loop "
+    print(f"frames (load average {os.getloadavg()[0]:.1f}): {frames} x {size}x{size} float32, "
+          f"cg {maxiter} iterations: Python loop "
           f"{t_loop:.1f} s, dask frame-parallel (2 workers) {t_dask:.1f} s, speed-up "
           f"{t_loop / t_dask:.2f}x; max difference {error:.1e}")
 
@@ -223,13 +251,19 @@ def main():
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=30, help="cg iterations (outofcore)")
+    parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore)")
+    parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
     args = parser.parse_args()
     parts = {"overhead": part_overhead, "exact": part_exact, "scaling": part_scaling,
              "frames": lambda: part_frames(args.frames),
-             "outofcore": lambda: part_outofcore(args.size, args.iterations)}
-    for name, run in parts.items():
-        if args.part in ("all", name):
-            run()
+             "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
+                                                 args.memory_limit)}
+    try:
+        for name, run in parts.items():
+            if args.part in ("all", name):
+                run()
+    finally:
+        shutil.rmtree(ROOT, ignore_errors=True)  # the clusters' spill directories
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
 Every operator factors as ``A = S . C_valid . P`` (see :mod:`linconv._geometry`);
 on a chunked array each factor goes where it is exact:
 
-- ``P``, the boundary extension, at the array's *outer* edges only: the zero
-  boundary with :func:`dask.array.pad`; the others by gathering the margins
-  through the geometry's own extension map (numpy.pad's semantics, pads wider
-  than the array included).  dask's ``map_overlap(boundary="reflect")`` is
-  numpy's "symmetric", and a per-chunk "wrap" wraps each chunk onto itself, so
-  neither is used.
-- ``C_valid`` locally: :func:`dask.array.map_overlap` with ``boundary="none"``
-  and an asymmetric halo, each block running linconv's in-memory engine on a
-  valid-mode geometry of the block's size.
+- ``P``, the boundary extension, at the array's *outer* edges only: inside
+  the edge blocks' own tasks when the margins copy samples of those blocks
+  (the zero boundary always; "reflect", "symmetric", "edge" unless a block
+  is thinner than its margin); otherwise with :func:`dask.array.pad` or by
+  gathering the margins through the geometry's own extension map
+  (numpy.pad's semantics, pads wider than the array included).  dask's
+  ``map_overlap(boundary="reflect")`` is numpy's "symmetric", and a
+  per-chunk "wrap" wraps each chunk onto itself, so neither is used.
+- ``C_valid`` locally: a halo exchange in two tasks per block (the thin
+  pieces a block's neighbours read; the block joined with its neighbours'
+  pieces), the ``map_overlap(boundary="none")`` of dask in a fifth of its
+  tasks, each block running linconv's in-memory engine on a valid-mode
+  geometry of the block's size.
 - ``S``: output blocks and padded blocks are paired by the kernel's centre tap
   (the :class:`AxisPlan`), and each block computes exactly the global strided
   outputs of its range, so no chunk edge has to sit on a stride multiple and
@@ -23,7 +27,8 @@ on a chunked array each factor goes where it is exact:
 The adjoint runs the factors in reverse: each output block, with the outputs
 of its neighbours that reach into it, goes through the in-memory adjoint
 (zero insertion and full correlation with the conjugate kernel), and the
-margins of the padded domain are folded back onto the edges (``P^H``).
+margins of the padded domain are folded back onto the edges (``P^H``), in the
+edge blocks' tasks where the margins fold onto samples of those blocks.
 
 dask is imported here only; ``import linconv`` never imports this module.
 """
@@ -31,7 +36,15 @@ dask is imported here only; ``import linconv`` never imports this module.
 from __future__ import annotations
 
 import functools
+import gc
+import importlib.util
+import itertools
 import math
+import os
+import shutil
+import tempfile
+import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,39 +269,62 @@ class ChunkedCorrelation:
                              dtype=dtype, meta=np.empty((0,) * x.ndim, dtype))
 
     def _forward(self, x, lead):
-        da = _da()
         g = self.geometry
         s0 = self._spatial0(lead)
         if all(len(c) == 1 for c in x.chunks[s0:]):
             return self._whole(x, s0, g.output_shape, False)
-        plans = [AxisPlan.for_input(ax, x.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
-        xp = self._extend(x, s0)
-        xp = _rechunk(xp, xp.chunks[:s0] + tuple(p.padded_chunks for p in plans))
+        plans = tuple(AxisPlan.for_input(ax, x.chunks[s0 + a]) for a, ax in enumerate(g.axes))
         depth = {s0 + a: p.forward_depth for a, p in enumerate(plans)}
         channel = ((g.channels.out_channels,),) if g.channels else ()
         chunks = x.chunks[:lead] + channel + tuple(p.out_chunks for p in plans)
-        return da.map_overlap(
-            functools.partial(_forward_block, self, tuple(plans), s0), xp, depth=depth,
-            boundary="none", trim=False, allow_rechunk=False, chunks=chunks, dtype=x.dtype,
-            meta=np.empty((0,) * x.ndim, x.dtype))
+        if self._edges_local(plans, x.chunks[s0:], forward=True):
+            block = functools.partial(_forward_block, self, plans, s0, True)
+            return _halo_map(block, x, depth, chunks, x.dtype)
+        xp = self._extend(x, s0)
+        xp = _rechunk(xp, xp.chunks[:s0] + tuple(p.padded_chunks for p in plans))
+        block = functools.partial(_forward_block, self, plans, s0, False)
+        return _halo_map(block, xp, depth, chunks, x.dtype)
 
     def _adjoint(self, y, lead):
-        da = _da()
         g = self.geometry
         s0 = self._spatial0(lead)
         if all(len(c) == 1 for c in y.chunks[s0:]):
             return self._whole(y, s0, g.input_shape, True)
-        plans = [AxisPlan.for_output(ax, y.chunks[s0 + a]) for a, ax in enumerate(g.axes)]
+        plans = tuple(AxisPlan.for_output(ax, y.chunks[s0 + a]) for a, ax in enumerate(g.axes))
         y = _rechunk(y, y.chunks[:s0] + tuple(p.out_chunks for p in plans))
         depth = {s0 + a: p.adjoint_depth for a, p in enumerate(plans)}
         channel = ((g.channels.in_channels,),) if g.channels else ()
-        chunks = y.chunks[:lead] + channel + tuple(p.padded_chunks for p in plans)
         dtype = np.result_type(y.dtype, self.dtype)
-        xp = da.map_overlap(
-            functools.partial(_adjoint_block, self, tuple(plans), s0), y, depth=depth,
-            boundary="none", trim=False, allow_rechunk=False, chunks=chunks, dtype=dtype,
-            meta=np.empty((0,) * y.ndim, dtype))
-        return self._fold(xp, s0, plans)
+        local = self._edges_local(plans, None, forward=False)
+        inner = tuple(_input_chunks(ax, p) for ax, p in zip(g.axes, plans)) if local else \
+            tuple(p.padded_chunks for p in plans)
+        xp = _halo_map(functools.partial(_adjoint_block, self, plans, s0, local), y, depth,
+                       y.chunks[:lead] + channel + inner, dtype)
+        return xp if local else self._fold(xp, s0, plans)
+
+    def _edges_local(self, plans, input_chunks, forward: bool) -> bool:
+        """Whether ``P`` (`forward`) or ``P^H`` runs inside the edge blocks: the padded
+        blocks are the input's blocks plus the margins at the two ends, and the margins
+        copy (or fold onto) samples of their own edge block only."""
+        g = self.geometry
+        for a, (ax, plan) in enumerate(zip(g.axes, plans)):
+            p = np.asarray(plan.padded_edges)
+            if forward:
+                edges = np.r_[0, np.cumsum(input_chunks[a])]
+                if len(edges) != len(p) or np.any(p[1:-1] != ax.lo + edges[1:-1]) or (
+                        len(edges) > 2 and np.diff(edges).min() < max(plan.forward_depth)):
+                    return False
+            else:
+                edges = np.clip(p - ax.lo, 0, ax.n)
+                if np.diff(edges).min() <= 0:
+                    return False
+            if g.boundary == "zero" or not (ax.lo or ax.hi):
+                continue
+            ext = ax.extension_map(g.boundary)
+            if (ax.lo and ext[:ax.lo].max() >= edges[1]) or \
+                    (ax.hi and ext[ax.lo + ax.n:].min() < edges[-2]):
+                return False
+        return True
 
     # -- P and P^H ----------------------------------------------------------------
     def _extend(self, x, s0):
@@ -332,6 +368,70 @@ class ChunkedCorrelation:
                                   + inside.chunks[axis + 1:])
             xp = inside
         return xp
+
+
+def _halo_map(function, x, depth, chunks, dtype):
+    """``map_overlap(function, x, depth, boundary="none", trim=False)`` in two tasks per block.
+
+    Each block's first task cuts the thin pieces its neighbours read (a dict by
+    direction); the second joins the block with its neighbours' pieces and
+    runs `function(block, block_id=...)`.  dask's map_overlap spends about ten
+    tasks per block on the same (a slice per neighbour, concatenations,
+    rechunks), and per-task scheduling is the serial part of a chunked run.
+    Halos come from the next block only (the plans merge blocks until they do).
+    """
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    da = _da()
+    axes = tuple(a for a in sorted(depth) if depth[a] != (0, 0))
+    token = tokenize(function, x, depth, chunks, dtype)
+    name, halo = f"linconv-block-{token}", f"linconv-halo-{token}"
+    dsk = {}
+    cut = functools.partial(_halo_pieces, axes, tuple(depth[a] for a in axes))
+    for index in np.ndindex(*x.numblocks):
+        if axes:
+            dsk[(halo,) + index] = (cut, (x.name,) + index)
+        around = [[d for d in (-1, 0, 1) if d == 0 or (
+            0 <= index[a] + d < x.numblocks[a] and depth[a][(d + 1) // 2])] for a in axes]
+        offsets = [d for d in itertools.product(*around) if any(d)]
+        keys = [(halo,) + tuple(i + (d[axes.index(a)] if a in axes else 0)
+                                for a, i in enumerate(index)) for d in offsets]
+        dsk[(name,) + index] = (functools.partial(_with_halo, function, axes, tuple(around),
+                                                  tuple(offsets), index),
+                                (x.name,) + index, keys)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, dtype))
+
+
+def _halo_pieces(axes, depth, block):
+    """The pieces of `block` its neighbours read: by the block's direction ``d`` seen from
+    the neighbour (-1: the block is before it, so its last ``lo`` samples)."""
+    pieces = {}
+    for d in itertools.product((-1, 0, 1), repeat=len(axes)):
+        if not any(d):
+            continue
+        index = [slice(None)] * block.ndim
+        for a, di, (lo, hi) in zip(axes, d, depth):
+            index[a] = slice(block.shape[a] - lo, None) if di < 0 else \
+                slice(0, hi) if di > 0 else slice(None)
+        pieces[d] = block[tuple(index)]
+    return pieces
+
+
+def _with_halo(function, axes, around, offsets, index, block, halos):
+    cells = {d: pieces[d] for d, pieces in zip(offsets, halos)}
+    cells[(0,) * len(axes)] = block
+    return function(_assemble(cells, around, axes), block_id=index)
+
+
+def _assemble(cells, around, axes, prefix=()):
+    """Join the cells (by direction) along `axes`, the first axis outermost."""
+    level = len(prefix)
+    if level == len(axes):
+        return cells[prefix]
+    parts = [_assemble(cells, around, axes, prefix + (d,)) for d in around[level]]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axes[level])
 
 
 def _regions(targets: np.ndarray, n: int) -> list[tuple[int, int]]:
@@ -408,8 +508,11 @@ def _one_thread(block_function):
 
 
 @_one_thread
-def _forward_block(chunked, plans, s0, block, block_id=None):
-    """One output block: the valid correlation of the padded samples it reads."""
+def _forward_block(chunked, plans, s0, extend, block, block_id=None):
+    """One output block: the valid correlation of the padded samples it reads (with
+    `extend`, `block` holds input samples: ``P`` happens here, at the edges)."""
+    if extend:
+        block = _extend_local(chunked, plans, s0, block, block_id)
     crops, sizes = [], []
     for a, (p, ax) in enumerate(zip(plans, chunked.geometry.axes)):
         j = block_id[s0 + a]
@@ -423,8 +526,14 @@ def _forward_block(chunked, plans, s0, block, block_id=None):
 
 
 @_one_thread
-def _adjoint_block(chunked, plans, s0, block, block_id=None):
-    """One padded block of ``C^H S^T y``: the local adjoint of the outputs reaching into it."""
+def _adjoint_block(chunked, plans, s0, fold, block, block_id=None):
+    """One padded block of ``C^H S^T y``: the local adjoint of the outputs reaching into it
+    (with `fold`, ``P^H`` too: the input's block)."""
+    z = _adjoint_padded(chunked, plans, s0, block, block_id)
+    return _fold_local(chunked, plans, s0, z, block_id) if fold else z
+
+
+def _adjoint_padded(chunked, plans, s0, block, block_id):
     nd = len(plans)
     g = chunked.geometry
     takes, sizes, crops, pads = [], [], [], []
@@ -452,6 +561,51 @@ def _adjoint_block(chunked, plans, s0, block, block_id=None):
     if any(q != (0, 0) for q in pads):
         z = np.pad(z, ((0, 0),) * (z.ndim - nd) + tuple(pads))
     return z
+
+
+def _extend_local(chunked, plans, s0, block, block_id):
+    """``P`` in an edge block: its padded samples and halo, from its own input samples."""
+    g = chunked.geometry
+    for a, (p, ax) in enumerate(zip(plans, g.axes)):
+        j, last = block_id[s0 + a], p.blocks - 1
+        if 0 < j < last or not (ax.lo or ax.hi):
+            continue
+        f_lo, f_hi = p.forward_depth
+        first = p.padded_edges[j] - (f_lo if j > 0 else 0)
+        stop = p.padded_edges[j + 1] + (f_hi if j < last else 0)
+        index = ax.extension_index(np.arange(first, stop), g.boundary)
+        start = first - ax.lo if j > 0 else 0  # input index of the block's first sample
+        block = np.take(block, np.maximum(index - start, 0), axis=s0 + a)
+        if index.min() < 0:  # the zero boundary
+            zero = [slice(None)] * block.ndim
+            zero[s0 + a] = index < 0
+            block[tuple(zero)] = 0
+    return block
+
+
+def _fold_local(chunked, plans, s0, z, block_id):
+    """``P^H`` in an edge block: its input samples, plus the margins folded onto them."""
+    g = chunked.geometry
+    for a, (p, ax) in enumerate(zip(plans, g.axes)):
+        p0, p1 = p.padded_edges[block_id[s0 + a]], p.padded_edges[block_id[s0 + a] + 1]
+        if p0 >= ax.lo and p1 <= ax.lo + ax.n:
+            continue
+        axis = s0 + a
+        positions = np.arange(p0, p1)
+        index = ax.extension_index(positions, g.boundary)
+        inner = (positions >= ax.lo) & (positions < ax.lo + ax.n)
+        out = np.compress(inner, z, axis=axis)
+        margin = ~inner & (index >= 0)
+        if margin.any():
+            np.add.at(np.moveaxis(out, axis, 0), index[margin] - max(p0 - ax.lo, 0),
+                      np.moveaxis(np.compress(margin, z, axis=axis), axis, 0))
+        z = out
+    return z
+
+
+def _input_chunks(ax: AxisGeometry, plan: AxisPlan) -> tuple[int, ...]:
+    """The input-domain blocks of a plan's padded blocks (the margins cut off)."""
+    return tuple(np.diff(np.clip(np.asarray(plan.padded_edges) - ax.lo, 0, ax.n)).tolist())
 
 
 def apply(op: ShapedOperator, x):
@@ -493,20 +647,38 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
     Same arguments as :func:`linconv.deconvolve`.  On one image (``y.ndim ==
     kernel.ndim``):
 
-    - ``solver="cg"`` (also what "auto" picks): CGLS, conjugate gradients on the
-      normal equations of ``min ||sqrt(w) (A x + b - y)||^2 + damp^2 ||x||^2``
-      written against dask arrays.  The iterates are persisted every iteration
-      (the graph does not grow); each iteration applies ``A`` and ``A^H`` once
-      and synchronises once, for its inner products, the stopping rule
-      ``||A^H r_k|| <= tol * ||A^H y||`` (scipy's cg rule) and the residual
-      norm.  No preconditioner.
-    - ``solver="richardson-lucy"`` (``"rl"``): ``x <- x * A^H(w y / (A x + b)) / A^H w``
-      from the flat image of the data's flux (``sum(w y) / sum(A^H w)``) or
-      `x0`; elementwise and local, no global reduction but the residual norm
-      ``||sqrt(w) (A x_k + b - y)||`` of the stopping rule.  With `maxiter`
-      None it stops when that norm decreases by less than ``max(tol, 1e-3)``
-      relatively in an iteration (at most 500 iterations).  ``damp`` must be
+    - ``solver="cg"`` (also what "auto" picks): conjugate gradients on the
+      normal equations ``(A^H W A + damp^2 I) x = A^H W (y - b)``, the
+      iterates of scipy's cg there, in the Chronopoulos-Gear form: both inner
+      products of an iteration come from the same vectors, so an iteration is
+      one pass over the arrays (no full-size array waits for a reduction) and
+      one synchronisation.  It keeps ``x``, the normal residual ``r``, ``p``,
+      ``s = N p`` and ``N r``: three operator applications per iteration
+      (``N r`` and ``A x`` for the residual norm).  Stops
+      when ``||r_k|| <= tol ||A^H W (y - b)||`` (scipy's cg rule); the residual
+      norms ``||sqrt(w) (A x_k + b - y)||^2 + damp^2 ||x_k||^2`` (square root)
+      are computed from ``x_k`` every iteration.  No preconditioner.
+    - ``solver="richardson-lucy"`` (``"rl"``): the iteration of the in-memory
+      solver (:func:`linconv._richardson_lucy.richardson_lucy`) with the same
+      start, guards, Biggs-Andrews acceleration and, with `maxiter` None, the
+      same stopping rule (the minimum of an unbiased risk estimate, its
+      Monte-Carlo divergence from a second, perturbed copy of the iteration);
+      the noise model of that rule is fitted on the central crop of at most
+      1024 samples per axis (the whole image up to that size, so results
+      equal the in-memory ones there).  One pass and one synchronisation per
+      iteration: the products of the extrapolation weight of the next
+      iteration are computed with the norms of this one.  ``damp`` must be
       "auto" or 0 (no regularisation).
+    - Iterates between iterations: persisted in memory, or, when the arrays
+      kept (twice, old and new) would exceed half the memory of the
+      dask.distributed workers (of this machine with the local schedulers),
+      written to zarr stores in a temporary directory and read back, so the
+      solve needs memory for a few chunks per worker only.  dask config
+      ``linconv.iterates`` ("auto", "memory", "disk") and
+      ``linconv.temporary-directory`` choose; on several machines that
+      directory must be shared.  A store is deleted with the last array that
+      reads it: ``result.x`` reads the last one until it is computed, stored
+      or dropped.
     - ``damp="auto"``: the in-memory :func:`linconv.deconvolve` with the same
       options on a central crop of at most 1024 samples per axis chooses the
       damp (its noise estimate and discrepancy principle, per sample, carry
@@ -600,10 +772,10 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
         if not np.isscalar(damp) or not np.isfinite(damp) or damp < 0:
             raise ValueError(f"`damp` must be a non-negative number or 'auto'; got {damp!r}")
         damp, sigma = float(damp), noise_std
-    messages.append(f"solver {solver} on dask")
     run = _richardson_lucy if solver == "richardson-lucy" else _cgls
-    x, norms, iterations, converged = run(op, y, w, float(background), damp, maxiter, tol,
-                                          x0, callback, progress)
+    x, norms, iterations, converged, where = run(op, y, w, float(background), damp, maxiter,
+                                                 tol, x0, callback, progress)
+    messages.append(f"solver {solver} on dask, iterates {where}")
     if real:
         x = x.real if x.dtype.kind == "c" else x
     return DeconvolutionResult(x=x, damp=damp, solver=solver, iterations=iterations,
@@ -649,13 +821,11 @@ def _is_default(key, value) -> bool:
     return type(value) is type(default) and value == default
 
 
-def _norm2(a):
-    return (abs(a) ** 2).sum() if a.dtype.kind == "c" else (a * a).sum()
-
-
-def _persist(*arrays):
-    import dask
-    return dask.persist(*arrays)
+def _dot(u, v=None):
+    """``Re <u, v>`` (``||u||^2`` without `v`), accumulated in float64 whatever the precision."""
+    v = u if v is None else v
+    product = (u.conj() * v).real if u.dtype.kind == "c" or v.dtype.kind == "c" else u * v
+    return product.sum(dtype=np.float64)
 
 
 def _progress(progress, maxiter, label):
@@ -665,106 +835,364 @@ def _progress(progress, maxiter, label):
     return _Progress(maxiter, label)
 
 
-def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
-    """CGLS on ``min ||sqrt(w) (A x + b - y)||^2 + damp^2 ||x||^2`` with dask arrays."""
-    import dask
+def _memory_bytes() -> int:
+    """Memory of the workers of the current dask.distributed client, else of this machine."""
+    try:
+        from distributed import default_client
+        workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+        limits = [info.get("memory_limit") or 0 for info in workers]
+        if limits and all(limits):
+            return int(sum(limits))
+    except (ImportError, ValueError):  # no distributed, or no client: the local schedulers
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
-    da = _da()
-    sw = None if w is None else da.sqrt(w)
-    weigh = (lambda v: v) if sw is None else (lambda v: sw * v)
-    data = weigh(y - background) if background else weigh(y)
+
+STORAGE_KEY, DIRECTORY_KEY = "linconv.iterates", "linconv.temporary-directory"
+
+
+class _Iterates:
+    """Where the solvers' full-size arrays live between iterations.
+
+    ``"memory"``: persisted (on the workers with dask.distributed).  ``"disk"``:
+    written to zarr stores in a temporary directory and read back, so a
+    solve needs memory for a few chunks per worker only; "auto" (the
+    default) chooses it when the arrays kept, twice (old and new during a
+    pass), would exceed half the workers' memory (of this machine with the
+    local schedulers).  A store is deleted with the last dask array that
+    reads it.  ``dask.config`` keys ``linconv.iterates`` ("auto", "memory",
+    "disk") and ``linconv.temporary-directory`` (default dask's
+    ``temporary-directory``, else the system's) override; on a cluster of
+    several machines that directory must be one the workers share.
+    """
+
+    def __init__(self, nbytes: int):
+        import dask
+        where = dask.config.get(STORAGE_KEY, "auto")
+        if where not in ("auto", "memory", "disk"):
+            raise ValueError(f"dask config `{STORAGE_KEY}` must be 'auto', 'memory' or "
+                             f"'disk'; got {where!r}")
+        if where == "auto":
+            where = "disk" if 4 * nbytes > _memory_bytes() else "memory"
+            if where == "disk" and importlib.util.find_spec("zarr") is None:
+                warnings.warn(f"the iterates ({nbytes / 2**30:.3g} GiB, twice during an "
+                              "iteration) exceed half the workers' memory; install zarr "
+                              "(pip install zarr) to keep them on disk instead", UserWarning,
+                              stacklevel=4)
+                where = "memory"
+        if where == "disk" and importlib.util.find_spec("zarr") is None:
+            raise ImportError("iterates on disk need zarr: pip install zarr")
+        self.where, self.root, self.version = where, None, 0
+        if where == "disk":
+            directory = (dask.config.get(DIRECTORY_KEY, None)
+                         or dask.config.get("temporary-directory", None) or None)
+            self.root = tempfile.mkdtemp(prefix="linconv-iterates-", dir=directory)
+
+    def describe(self) -> str:
+        return "in memory" if self.where == "memory" else f"on disk (zarr stores in {self.root})"
+
+    def keep(self, arrays: dict, scalars=()):
+        """Compute `arrays` (a dict of dask arrays) and `scalars` (small dask arrays) in one
+        pass; return the kept arrays (persisted, or read back from disk) and the scalars'
+        values (numpy arrays)."""
+        import dask
+        names = list(arrays)
+        if self.where == "memory":
+            out = dask.persist(*arrays.values(), *scalars)
+            values = dask.compute(*out[len(names):])
+            return dict(zip(names, out)), [np.asarray(v) for v in values]
+        import zarr
+        da = _da()
+        gc.collect()  # the stores of unreferenced iterates go now, before new ones are written
+        os.makedirs(self.root, exist_ok=True)
+        self.version += 1
+        paths = {name: os.path.join(self.root, f"{name}.{self.version}.zarr") for name in names}
+        raw = {"compressors": None} if int(zarr.__version__.split(".")[0]) >= 3 else \
+            {"compressor": None}  # iterates hardly compress; the CPU is better spent
+        stores = [da.to_zarr(_regular(a), paths[name], compute=False, **raw)
+                  for name, a in arrays.items()]
+        values = dask.compute(*stores, *scalars)[len(stores):]
+        kept = {}
+        for name in names:
+            store = zarr.open_array(paths[name], mode="r")
+            weakref.finalize(store, _remove, paths[name], self.root)
+            kept[name] = da.from_zarr(store)
+        return kept, [np.asarray(v) for v in values]
+
+
+def _remove(path, root):
+    """Delete the store at `path`, and the directory `root` if that leaves it empty."""
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.rmdir(root)
+    except OSError:  # other stores are still inside
+        pass
+
+
+def _regular(a):
+    """`a` with regular chunks (zarr's layout): rechunked only if they are not."""
+    regular = all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in a.chunks)
+    return a if regular else a.rechunk(tuple(max(c) for c in a.chunks))
+
+
+def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
+    """CG on the normal equations ``(A^H W A + damp^2) x = A^H W (y - b)`` with dask arrays.
+
+    The Chronopoulos-Gear form of CG: both inner products of an iteration come
+    from the same vectors, so each iteration is one pass over the arrays (no
+    full-size array is held across a reduction) and one synchronisation.  The
+    pass reads ``x, r, p, s`` and ``N r`` (``r`` the normal residual, ``s = N p``)
+    and writes their successors.
+    """
     d2 = damp * damp
-    rhs = op.adjoint(weigh(data))
+    image_bytes = math.prod(op.geometry.input_shape) * op.dtype.itemsize
+    data_bytes = math.prod(op.geometry.output_shape) * op.dtype.itemsize
+    store = _Iterates(5 * image_bytes + (1 + (w is not None)) * data_bytes)
+
+    def normal(v):
+        z = op.adjoint(op.forward(v) if w is None else w * op.forward(v))
+        return z + d2 * v if d2 else z
+
+    # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
+    start = {"y": y - background if background else y}
+    if w is not None:
+        start["w"] = w
+    rhs = op.adjoint(start["y"] if w is None else w * start["y"])
+    if x0 is not None:
+        start["x"] = x0.rechunk(rhs.chunks)
+    start["r"] = rhs if x0 is None else rhs - normal(start["x"])
+    start["nr"] = normal(start["r"])
+    products = [_dot(start["r"]), _dot(start["r"], start["nr"])]
+    state, values = store.keep(start, products + ([_dot(rhs)] if x0 is not None else []))
+    del start, rhs, products
+    yb, w = state.pop("y"), state.pop("w", None)
     if x0 is None:
-        x = da.zeros_like(rhs)
-        r, s = data, rhs
-    else:
-        x = x0.rechunk(rhs.chunks)
-        r = data - weigh(op.forward(x))
-        s = op.adjoint(weigh(r)) - d2 * x
-    p = s
-    gamma = _norm2(s)
-    bnorm2 = gamma if x0 is None else _norm2(rhs)
-    x, r, p, gamma, bnorm2 = _persist(x, r, p, gamma, bnorm2)
-    gamma_value, bnorm = float(gamma.compute()), math.sqrt(float(bnorm2.compute()))
+        state["x"] = _da().zeros_like(state["r"])
+    gamma, delta = (float(v) for v in values[:2])
+    bnorm = math.sqrt(float(values[2]) if x0 is not None else gamma)
     maxiter = 1000 if maxiter is None else int(maxiter)
-    norms, converged, k = [], gamma_value == 0, 0
+    norms, converged, k = [], gamma == 0, 0
     bar = _progress(progress, maxiter, "deconvolve (cg, dask)")
     try:
         while not converged and k < maxiter:
-            q = weigh(op.forward(p))
-            alpha = gamma / (_norm2(q) + d2 * _norm2(p))
-            x = x + alpha * p
-            r = r - alpha * q
-            s = op.adjoint(weigh(r)) - d2 * x if d2 else op.adjoint(weigh(r))
-            gamma_new = _norm2(s)
-            p = s + (gamma_new / gamma) * p
-            residual2 = _norm2(r) + d2 * _norm2(x)
-            x, r, p, gamma, residual2 = _persist(x, r, p, gamma_new, residual2)
-            gamma_value, residual_value = dask.compute(gamma, residual2)
+            x, r, nr = state["x"], state["r"], state["nr"]
+            if k == 0:
+                alpha, p, s = gamma / delta, r, nr
+            else:
+                beta = gamma / gamma_old
+                alpha = gamma / (delta - beta * gamma / alpha_old)
+                p, s = r + beta * state["p"], nr + beta * state["s"]
+            x, r = x + alpha * p, r - alpha * s
+            nr = normal(r)
+            misfit = op.forward(x) - yb
+            objective = _dot(misfit, misfit if w is None else w * misfit)
+            if d2:
+                objective = objective + d2 * _dot(x)
+            products = [_dot(r), _dot(r, nr), objective]
+            arrays = dict(x=x, r=r, p=p, s=s, nr=nr)
+            del x, r, p, s, nr, misfit, objective, state  # the old iterates can go
+            state, values = store.keep(arrays, products)
+            del arrays, products
+            gamma_old, alpha_old = gamma, alpha
+            gamma, delta, objective = (float(v) for v in values)
             k += 1
-            norms.append(math.sqrt(float(residual_value)))
+            norms.append(math.sqrt(max(objective, 0.0)))
             if callback is not None:
-                callback(x)
+                callback(state["x"])
             if bar is not None:
                 bar.update(k, norms[-1])
-            converged = math.sqrt(float(gamma_value)) <= tol * bnorm
+            converged = math.sqrt(gamma) <= tol * bnorm
     finally:
         if bar is not None:
             bar.close()
-    return x, norms, k, bool(converged)
+    return state["x"], norms, k, bool(converged), store.describe()
 
 
-def _safe_divide(num, den):
-    da = _da()
-    ok = den > 0
-    return da.where(ok, num / da.where(ok, den, 1), 0)
+def _probe_block(shape, dtype, y_block, block_info=None):
+    """One block of ``np.random.default_rng(0).choice([-1, 1], shape)``, the Monte-Carlo
+    probe of Richardson-Lucy's stopping rule, generated without the rest of the array.
+
+    numpy draws each sample of a range-2 ``integers`` from one 32-bit half of
+    PCG64's 64-bit outputs (low half first), as their top bit, without
+    rejection; so sample ``i`` in C order is the top bit of half ``i % 2`` of
+    output ``i // 2``, reached by ``PCG64.advance``.  (tests/test_dask.py checks
+    the blocks against numpy's array.)
+    """
+    location = block_info[0]["array-location"]
+    sizes = [b - a for a, b in location]
+    out = np.empty(sizes, dtype)
+    if not all(sizes):
+        return out
+    strides = np.cumprod((tuple(shape[1:]) + (1,))[::-1])[::-1]
+    c0, c1 = location[-1]
+    rows = out.reshape(-1, c1 - c0)
+    generator = np.random.PCG64(0)
+    state = generator.state
+    for row, index in zip(rows, itertools.product(*(range(a, b) for a, b in location[:-1]))):
+        first = int(np.dot(index, strides[:-1])) + c0 if index else c0
+        generator.state = state
+        generator.advance(first // 2)
+        raw = generator.random_raw((first + c1 - c0 + 1) // 2 - first // 2)
+        halves = np.stack([raw & 0xFFFFFFFF, raw >> 32], axis=-1).ravel()
+        row[:] = np.where(halves[first % 2:first % 2 + c1 - c0] >> 31, 1, -1)
+    return out
 
 
 def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
-    """Richardson-Lucy ``x <- x * A^H(w y / (A x + b)) / A^H w`` with dask arrays."""
-    import dask
+    """linconv's Richardson-Lucy with dask arrays: the iteration of
+    :func:`linconv._richardson_lucy.richardson_lucy` (its start, guards, Biggs-Andrews
+    acceleration and automatic stopping rule), one pass and one synchronisation per
+    iteration."""
+    from ._richardson_lucy import MAX_ITERATIONS, noise_variance_model
 
     da = _da()
-    if float(y.min().compute()) < 0:
-        raise ValueError("`y` must be non-negative for richardson-lucy (Poisson data)")
-    ones = da.ones_like(y) if w is None else w
-    wy = y if w is None else w * y
-    den = op.adjoint(ones)
+    if op.dtype.kind == "c":
+        raise TypeError("Richardson-Lucy is for non-negative real data; `y` or `kernel` is "
+                        "complex: use solver='cg'")
+    if op.weights.min() < 0:
+        raise ValueError(f"`kernel` must be non-negative; got minimum {op.weights.min():.6g}")
+    if background < 0:
+        raise ValueError(f"`background` must be non-negative; got {background!r}")
+    dtype = op.dtype
+    eps, tiny = float(np.finfo(dtype).eps), float(np.finfo(dtype).tiny)
+    rule = maxiter is None
+    nb = 2 if rule else 1
+    image_bytes = math.prod(op.geometry.input_shape) * dtype.itemsize
+    data_bytes = math.prod(op.geometry.output_shape) * dtype.itemsize
+    store = _Iterates((4 * nb + 1) * image_bytes + 4 * data_bytes)
+    ones = w is None
+    w = da.ones_like(y) if ones else w
+    observed = w > 0
+    y = da.where(observed, y, 0).astype(dtype)
+
+    # setup, first pass: the data, A^H w and the checks and sums of the start
+    setup = {"y": y, "sens": op.adjoint(w)}
+    if not ones:
+        setup["w"] = w
+    scalars = [w.min(), (~da.isfinite(w)).sum(), y.min(), (~da.isfinite(y)).sum(),
+               setup["sens"].max(), (w * (y - background)).sum(dtype=np.float64),
+               (w * y).sum(dtype=np.float64), y.max()]
+    if x0 is not None:
+        setup["x0"] = x0.astype(dtype).rechunk(setup["sens"].chunks)
+        scalars += [setup["x0"].min(), (~da.isfinite(setup["x0"])).sum()]
+    note = ""
+    if rule:
+        crop = _central_crop(y.shape)
+        gain, level = noise_variance_model(np.asarray(y[crop]),
+                                           None if ones else np.asarray(w[crop]))
+        scalars += [(w * (gain * y + level)).sum(dtype=np.float64), observed.sum()]
+        if crop != tuple(slice(0, n) for n in y.shape):
+            note = "; noise model of the stopping rule from the central " + \
+                "x".join(str(s.stop - s.start) for s in crop) + " crop"
+    kept, values = store.keep(setup, scalars)
+    for name, (low, bad) in (("weights", values[0:2]), ("y", values[2:4]),
+                             ("x0", values[8:10] if x0 is not None else (0, 0))):
+        if bad:
+            raise ValueError(f"`{name}` must be finite; got non-finite values")
+        if low < 0:
+            raise ValueError(f"`{name}` must be non-negative; got minimum {float(low):.6g}")
+    y, sens, x0_kept = kept["y"], kept["sens"], kept.get("x0")
+    w = kept.get("w", da.ones_like(y) if ones else None)
+    smax, wyb, wy, ymax = (float(v) for v in values[4:8])
+    seen = sens > 1000 * eps * max(smax, 0)
+
+    # second pass: the start's normalisation; the probe of the stopping rule
+    more = {}
+    if rule:
+        variance_sum, count = float(values[-2]), int(values[-1])
+        probe_step = 1e-2 * math.sqrt(variance_sum / count) if count else 0.0
+        if probe_step > 0:
+            signs = y.map_blocks(functools.partial(_probe_block, y.shape, dtype), dtype=dtype)
+            more["probe"] = signs * (y > probe_step)
+        else:
+            nb = 1
+    kept, values = store.keep(more, [seen.sum(), da.where(seen, sens, 0).sum(dtype=np.float64)])
+    if not int(values[0]):
+        raise ValueError("no pixel of the image is observed: `weights` are all zero "
+                         "or the kernel is zero")
     if x0 is None:
-        flux = _safe_divide(wy.sum(), den.sum())
-        x = da.ones_like(den) * flux
+        total = float(values[1])
+        start = da.full_like(sens, max(wyb / total, 1e-3 * wy / total, tiny), dtype=dtype)
     else:
-        if float(x0.real.min().compute()) < 0:
-            raise ValueError("`x0` must be non-negative for richardson-lucy")
-        x = x0.rechunk(den.chunks)
-    e = op.forward(x) + background
-    den, x, e = _persist(den, x, e)
-    stop_rule = maxiter is None
-    maxiter = 500 if maxiter is None else int(maxiter)
-    rtol = max(tol, 1e-3)
-    norms, converged, k = [], False, 0
-    bar = _progress(progress, maxiter, "deconvolve (richardson-lucy, dask)")
+        start = x0_kept
+    denominator = da.where(seen, sens, 1)
+    ratio_floor = eps * max(ymax, tiny)
+    if nb == 2:
+        probe = kept["probe"]
+        data = da.stack([y, y + probe_step * probe])
+        variance = w * (gain * y + level)
+    else:
+        data = y[None]
+
+    def step(x, ax):
+        correction = op.adjoint(w * data / da.maximum(ax + background, ratio_floor))
+        return da.where(seen, da.maximum(x * correction / denominator, 0), start)
+
+    # third pass: the first step from the start (its extrapolation weight is 0)
+    v = da.stack([start] * nb)
+    state, _ = store.keep({"new": step(v, op.forward(v))})
+    state.update(v=v, new_prev=v)
+    alpha = np.zeros(nb, dtype)
+    axes = tuple(range(1, v.ndim))
+    cap = MAX_ITERATIONS if rule else int(maxiter)
+    patience = lambda best: max(10, math.ceil(best / 4))
+    norms, best, reason = [], (math.inf, 0, None), "maxiter"
+    bar = _progress(progress, cap, "deconvolve (richardson-lucy, dask)")
     try:
-        while k < maxiter:
-            x = x * _safe_divide(op.adjoint(_safe_divide(wy, e)), den)
-            e = op.forward(x) + background
-            misfit = e - y
-            norm2 = _norm2(misfit if w is None else da.sqrt(w) * misfit)
-            x, e, norm2 = _persist(x, e, norm2)
-            k += 1
-            norms.append(math.sqrt(float(norm2.compute())))
+        for k in range(1, cap + 1):
+            # iteration k: v_k, the extrapolated point, and A v_k; with them the next
+            # step, whose products give the extrapolation weight of iteration k + 1
+            new, new_prev, v_prev = state["new"], state["new_prev"], state["v"]
+            v = da.maximum(new + alpha.reshape((nb,) + (1,) * (v_prev.ndim - 1))
+                           * (new - new_prev), 0)
+            ax = op.forward(v)
+            residual = ax[0] + background - y
+            g = new - v_prev
+            new_next = step(v, ax)
+            scalars = [_dot(residual, w * residual), _dot(v[0] - v_prev[0]), _dot(v[0]),
+                       ((new_next - v) * g).sum(axis=axes, dtype=np.float64),
+                       (g * g).sum(axis=axes, dtype=np.float64)]
+            if nb == 2:
+                scalars.append((variance * probe * (ax[1] - ax[0])).sum(dtype=np.float64))
+            arrays = {"v": v, "new": new_next}
+            del v, ax, residual, g, new_next, v_prev, new_prev  # the old iterates can go
+            kept, values = store.keep(arrays, scalars)
+            del arrays, scalars
+            state = dict(kept, new_prev=new)
+            del new, kept
+            norm2, change2, size2 = (float(value) for value in values[:3])
+            gg = values[4]
+            alpha = np.clip(values[3] / np.where(gg > 0, gg, 1), 0, 1 - 1e-3).astype(dtype)
+            norms.append(math.sqrt(norm2))
+            change = math.sqrt(change2) / max(math.sqrt(size2), 1e-300)
             if callback is not None:
-                callback(x)
+                callback(state["v"][0])
             if bar is not None:
                 bar.update(k, norms[-1])
-            if stop_rule and k > 1 and norms[-2] - norms[-1] <= rtol * norms[-2]:
-                converged = True
+            if rule:
+                # Stein's unbiased estimate of the weighted prediction risk
+                risk = norm2 - variance_sum
+                if nb == 2:
+                    risk += 2 * float(values[5]) / probe_step
+                if risk < best[0]:
+                    best = (risk, k, state["v"][0])
+                if k >= best[1] + patience(best[1]):
+                    reason = "risk"
+                    break
+            if change < tol:
+                reason = "tol"
                 break
     finally:
         if bar is not None:
             bar.close()
-    return x, norms, k, converged or not stop_rule
+    if rule:
+        _, k, x = best
+        norms = norms[:k]
+        if reason == "maxiter" and k < cap:
+            reason = "risk"
+    else:
+        x = state["v"][0]
+    return x, norms, len(norms), reason != "maxiter", store.describe() + note
 
 
 def _deconvolve_frames(y, kernel, options, result_type):
@@ -812,6 +1240,7 @@ def _deconvolve_frames(y, kernel, options, result_type):
                                "damp, iterations, converged are per frame (dask arrays)")
 
 
+@_one_thread
 def _frame_block(kernel, given, per_frame, nf, image, pack, yb, *extra):
     from ._deconvolve import deconvolve
 
