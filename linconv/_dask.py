@@ -58,8 +58,6 @@ from ._validation import as_kernel, as_method
 __all__ = ["AxisPlan", "ChunkedCorrelation", "apply", "convolve_dask", "deconvolve_dask",
            "is_dask_array"]
 
-_NUMPY_PAD = {"zero": "constant", "wrap": "wrap", "reflect": "reflect",
-              "symmetric": "symmetric", "edge": "edge"}
 
 
 def is_dask_array(x) -> bool:
@@ -352,7 +350,6 @@ class ChunkedCorrelation:
 
         The result has the blocks of the plan's padded edges, shifted by ``lo``.
         """
-        da = _da()
         g = self.geometry
         for a, ax in enumerate(g.axes):
             axis = s0 + a
