@@ -91,18 +91,24 @@ def _torch_function(layer):
     return torch, run
 
 
-@pytest.mark.parametrize("layer", LAYERS, ids=_id)
-def test_engines_match_torch_forward_and_adjoint(layer, rng, depthwise_path):
+def _torch_reference(layer, rng, batch):
+    """``(op, w, x, y, A x, A^H y)`` for random data: the operator, and torch's layer and
+    its gradient (the adjoint) as the oracle."""
     c_in, c_out, groups, spatial, kernel, kw = layer
     torch, run = _torch_function(layer)
     w = rng.standard_normal((c_out, c_in // groups) + kernel)
     op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
-    x = rng.standard_normal((2,) + op.input_shape)
-    y = rng.standard_normal((2,) + op.output_shape)
+    x = rng.standard_normal((batch,) + op.input_shape)
+    y = rng.standard_normal((batch,) + op.output_shape)
     tx = torch.from_numpy(x).requires_grad_(True)
     out = run(tx, torch.from_numpy(w))
-    expected = out.detach().numpy()
     (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
+    return op, w, x, y, out.detach().numpy(), expected_adjoint
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=_id)
+def test_engines_match_torch_forward_and_adjoint(layer, rng, depthwise_path):
+    op, w, x, y, expected, expected_adjoint = _torch_reference(layer, rng, 2)
     # one channel per block on the last path: blocks shared among 3 threads
     with linconv.set_workers(3 if depthwise_path == "axpy-pieces" else 1):
         for engine in _engines_for(op, w):
@@ -326,19 +332,10 @@ def test_gemm_chunks_of_any_width_match_torch(block, rng, monkeypatch):
     not divide the grid, and the whole grid in one chunk."""
     from linconv import _engines
     monkeypatch.setattr(_engines, "GEMM_BLOCK", block)
-    layer = LAYERS[4]
-    c_in, c_out, groups, spatial, kernel, kw = layer
-    torch, run = _torch_function(layer)
-    w = rng.standard_normal((c_out, c_in // groups) + kernel)
-    op = linconv.conv_operator(w, (c_in,) + spatial, groups=groups, **kw)
-    x = rng.standard_normal((5,) + op.input_shape)
-    y = rng.standard_normal((5,) + op.output_shape)
-    tx = torch.from_numpy(x).requires_grad_(True)
-    out = run(tx, torch.from_numpy(w))
-    (expected_adjoint,) = torch.autograd.grad(out, tx, torch.from_numpy(y))
+    op, w, x, y, expected, expected_adjoint = _torch_reference(LAYERS[4], rng, 5)
     engine = GemmEngine(op.geometry, w)
     assert engine.plan.block == block
-    np.testing.assert_allclose(engine.forward(x), out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(engine.forward(x), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(engine.adjoint(y), expected_adjoint.numpy(), rtol=1e-12,
                                atol=1e-12)
 
