@@ -1040,7 +1040,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
     :func:`linconv._richardson_lucy.richardson_lucy` (its start, guards, Biggs-Andrews
     acceleration and automatic stopping rule), one pass and one synchronisation per
     iteration."""
-    from ._richardson_lucy import MAX_ITERATIONS, noise_variance_model
+    from ._richardson_lucy import MAX_ITERATIONS, RiskStop, noise_variance_model
 
     da = _da()
     if op.dtype.kind == "c":
@@ -1132,8 +1132,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
     alpha = np.zeros(nb, dtype)
     axes = tuple(range(1, v.ndim))
     cap = MAX_ITERATIONS if rule else int(maxiter)
-    patience = lambda best: max(10, math.ceil(best / 4))
-    norms, best, reason = [], (math.inf, 0, None), "maxiter"
+    norms, stop, reason = [], RiskStop(), "maxiter"
     bar = _progress(progress, cap, "deconvolve (richardson-lucy, dask)")
     try:
         for k in range(1, cap + 1):
@@ -1171,9 +1170,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
                 risk = norm2 - variance_sum
                 if nb == 2:
                     risk += 2 * float(values[5]) / probe_step
-                if risk < best[0]:
-                    best = (risk, k, state["v"][0])
-                if k >= best[1] + patience(best[1]):
+                if stop.update(k, risk, state["v"][0]):
                     reason = "risk"
                     break
             if change < tol:
@@ -1183,10 +1180,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
         if bar is not None:
             bar.close()
     if rule:
-        _, k, x = best
-        norms = norms[:k]
-        if reason == "maxiter" and k < cap:
-            reason = "risk"
+        x, norms, reason = stop.result(norms, reason, cap)
     else:
         x = state["v"][0]
     return x, norms, len(norms), reason != "maxiter", store.describe() + note

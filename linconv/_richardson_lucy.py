@@ -140,6 +140,28 @@ def _divergence(fields):
     return div
 
 
+class RiskStop:
+    """The automatic stopping rule: keep the iterate of least estimated risk, and stop
+    once `patience` iterations (at least 10, a quarter of the best one's count) have
+    passed without a better one."""
+
+    def __init__(self, start=None):
+        self.best = (math.inf, 0, start)  # (risk, iteration, iterate)
+
+    def update(self, k: int, risk: float, iterate) -> bool:
+        """Record iteration `k`; True when the iteration should stop."""
+        if risk < self.best[0]:
+            self.best = (risk, k, iterate)
+        return k >= self.best[1] + max(10, math.ceil(self.best[1] / 4))
+
+    def result(self, norms: list, reason: str, cap: int):
+        """``(iterate, norms up to it, stop reason)`` of the best iteration."""
+        _, k, iterate = self.best
+        if reason == "maxiter" and k < cap:
+            reason = "risk"
+        return iterate, norms[:k], reason
+
+
 def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e-6,
                     accelerate=True, tv=0.0, x0=None, callback=None) -> RLOutcome:
     r"""Richardson-Lucy deconvolution (Poisson maximum likelihood) on a linconv operator.
@@ -354,7 +376,6 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     else:
         noise_model = None
     cap = MAX_ITERATIONS if maxiter is None else int(maxiter)
-    patience = lambda best: max(10, math.ceil(best / 4))
     image_axes = tuple(range(1, len(in_shape) + 1))
     dot = lambda u, v: np.sum(u * v, axis=image_axes, keepdims=True)
 
@@ -372,9 +393,7 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
     x = np.repeat(start[None], len(data), axis=0)
     ax = forward(x)
     previous_step, previous_g = x, None
-    norms = []
-    best = (math.inf, 0, x[0])  # (risk, iteration, iterate) of the automatic rule
-    reason = "maxiter"
+    norms, rule, reason = [], RiskStop(x[0]), "maxiter"
     for k in range(1, cap + 1):
         new = step(x, ax)
         if accelerate:
@@ -399,19 +418,14 @@ def richardson_lucy(op, y, *, weights=None, background=0.0, maxiter=None, tol=1e
             risk = norms[-1] ** 2 - float(variance.sum())
             if len(data) == 2:
                 risk += 2 * float(np.sum(variance * probe * (ax[1] - ax[0]))) / probe_step
-            if risk < best[0]:
-                best = (risk, k, x[0])
-            if k >= best[1] + patience(best[1]):
+            if rule.update(k, risk, x[0]):
                 reason = "risk"
                 break
         if change < tol:
             reason = "tol"
             break
     if maxiter is None:
-        _, k, x = best
-        norms = norms[:k]
-        if reason == "maxiter" and k < cap:
-            reason = "risk"
+        x, norms, reason = rule.result(norms, reason, cap)
     else:
         x = x[0]
     return RLOutcome(x=x, iterations=len(norms), converged=reason != "maxiter",
