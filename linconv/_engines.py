@@ -84,7 +84,10 @@ MIX_NS = 1.2           # ns per complex multiply-add of the per-frequency channe
 DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
 AXPY_MIN = 1024            # row length from which the depthwise engine runs BLAS axpy per row
 DEPTHWISE_MIN_ROW = 1024   # shorter rows (batch x grid samples) run the GEMM engine
-GEMM_BLOCK = 1 << 21       # bytes of the GEMM's chunk of shifted copies (L2/L3-sized)
+# bytes of the GEMM's chunk of shifted copies: 2 MB chunks were 5 % faster on one thread,
+# but each chunk is a threaded BLAS call, and with the cores busy elsewhere 30 such calls
+# took 3-4x longer than 4 (measured with two competing processes on this machine)
+GEMM_BLOCK = 1 << 24
 
 
 # -- threads: the CPUs this process may use, scipy.fft's setting, linconv's own ---------
