@@ -724,13 +724,10 @@ class GemmEngine(_LayerEngine):
         ``r0:r1`` of the box go: a view ``(G, rows, b1 - b0, r1 - r0, *box[1:])``."""
         plan = self.plan
         first, rest = box[0], tuple(box[1:])
-        height, size = first.stop - first.start, plan.grid_size
-        rows = max(1, plan.columns(max(len(reads), 1) * source.shape[1] * source.shape[2],
-                                   weights.itemsize) // math.prod(plan.grid[1:]))
-        items = max(1, rows // max(height, 1))
-        spans = ([(b0, min(b0 + items, batch), 0, height) for b0 in range(0, batch, items)]
-                 if items > 1 else [(b, b + 1, r0, min(r0 + rows, height))
-                                    for b in range(batch) for r0 in range(0, height, rows)])
+        size = plan.grid_size
+        spans = plan.slabs(first.stop - first.start, batch,
+                           max(len(reads), 1) * source.shape[1] * source.shape[2],
+                           weights.itemsize)
         chunks = []
         for b0, b1, r0, r1 in spans:
             crop = (Ellipsis, slice(first.start + r0, first.start + r1)) + rest

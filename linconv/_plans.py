@@ -484,6 +484,18 @@ class LayerPlan:
         samples of `itemsize` bytes take about `block` bytes (at least 64)."""
         return max(64, self.block // max(rows * itemsize, 1))
 
+    def slabs(self, height: int, batch: int, rows: int, itemsize: int):
+        """GEMM chunks ``(b0, b1, r0, r1)`` over a box of `height` grid rows (first axis)
+        of each of `batch` items: slabs of rows ``r0:r1`` of one item, or, when a whole
+        box fits in one chunk (:meth:`columns` for `rows` shifted copies), items
+        ``b0:b1`` with all their rows."""
+        per_chunk = max(1, self.columns(rows, itemsize) // math.prod(self.grid[1:]))
+        items = max(1, per_chunk // max(height, 1))
+        if items > 1:
+            return [(b0, min(b0 + items, batch), 0, height) for b0 in range(0, batch, items)]
+        return [(b, b + 1, r0, min(r0 + per_chunk, height))
+                for b in range(batch) for r0 in range(0, height, per_chunk)]
+
     def phase_taps(self, phase: int) -> tuple[int, ...]:
         """Positions in `taps` of the taps that read `phase`."""
         return tuple(i for i, p in enumerate(self.phase) if p == phase)

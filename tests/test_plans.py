@@ -292,3 +292,19 @@ def test_pattern_of_some_rows_with_channels_and_groups(rng):
     got = np.zeros((len(rows), g.input_size))
     np.add.at(got, (local, cols), values)
     np.testing.assert_allclose(got, full[rows], atol=1e-12)
+
+
+@pytest.mark.parametrize("height,batch,grid,block", [
+    (56, 8, (58, 58), 1 << 24), (56, 8, (58, 58), 1 << 16), (3, 5, (7, 9), 1 << 20),
+    (10, 1, (12, 1000), 1 << 14)])
+def test_gemm_slabs_cover_every_row_of_every_item_once(height, batch, grid, block):
+    """Brute force: the slabs tile batch x height exactly once, and none holds more grid
+    samples than a chunk (unless it is a single row)."""
+    from linconv._plans import LayerPlan
+    plan = LayerPlan("gemm", "", grid, 1, (0,), (0,), (0,), 0, False, (), grid, block)
+    cover = np.zeros((batch, height), dtype=int)
+    limit = plan.columns(64, 4)
+    for b0, b1, r0, r1 in plan.slabs(height, batch, 64, 4):
+        cover[b0:b1, r0:r1] += 1
+        assert (b1 - b0) * (r1 - r0) * int(np.prod(grid[1:])) <= max(limit, np.prod(grid[1:]))
+    assert cover.min() == 1 and cover.max() == 1
