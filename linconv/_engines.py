@@ -81,7 +81,13 @@ GEMM_NS = 0.0114       # ns per multiply-add of the layer GEMMs (BLAS)
 COPY_NS = 0.225        # ns per sample of each tap's shifted copy of an input channel (GEMM)
 DEPTHWISE_NS = 0.106   # ns per output sample and tap of the depthwise multiply-adds
 MIX_NS = 1.2           # ns per complex multiply-add of the per-frequency channel mixing
-DEPTHWISE_BLOCK = 1 << 15  # elements per block of the depthwise engine (L2-sized)
+# elements per block of channels of the depthwise engine: a block is placed, run and cropped
+# in one go, so larger blocks save Python calls (CPU time of one thread for the depthwise
+# layer of bench_nn.py, two runs: 1 << 17 8.1-9.3 ms forward, 8.5-8.8 ms adjoint; 1 << 15
+# 9.5-10.4 and 11.7-12.2 ms), while each axpy runs on a piece of AXPY_CHUNK samples that
+# stays in the L2 cache through the taps
+DEPTHWISE_BLOCK = 1 << 17
+AXPY_CHUNK = 1 << 15
 AXPY_MIN = 1024            # row length from which the depthwise engine runs BLAS axpy per row
 DEPTHWISE_MIN_ROW = 1024   # shorter rows (batch x grid samples) run the GEMM engine
 # bytes of the GEMM's chunk of shifted copies: 2 MB chunks were 5 % faster on one thread,
@@ -801,14 +807,14 @@ def _blas_axpy(char: str):
     return getattr(blas, name)
 
 
-def _multiply_add(dst, reads, weights, length, m, fold, chunk):
+def _multiply_add(dst, reads, weights, length, m, fold):
     """Rows of `dst` ``(K, length)`` as sums of scaled rows of flat sources.
 
     Each of `reads` ``(source, offset, t)`` adds ``weights[t, r] *
     source[s * length + offset:][:length]`` to row ``k``: with ``r = k, s = k // m``
     (an input row feeds `m` output rows) or, with `fold`, for every ``j < m`` with
     ``r = s = k * m + j`` (`m` rows add into one).  Rows of at least ``AXPY_MIN``
-    samples run one BLAS ``axpy`` per term on pieces of `chunk` samples (the first
+    samples run one BLAS ``axpy`` per term on pieces of ``AXPY_CHUNK`` samples (the first
     term a multiply); shorter rows, and dtypes without BLAS, run whole blocks of
     rows with numpy (a multiply and an add per term, a weight column per row).
     """
@@ -841,8 +847,8 @@ def _multiply_add(dst, reads, weights, length, m, fold, chunk):
                      for source, offset, t in reads]
         else:
             terms = [(source, k // m * length + offset, wl[t][k]) for source, offset, t in reads]
-        for c0 in range(0, length, chunk):
-            n = min(chunk, length - c0)
+        for c0 in range(0, length, AXPY_CHUNK):
+            n = min(AXPY_CHUNK, length - c0)
             start = k * length + c0
             (source, offset, a), *rest = terms
             np.multiply(source[offset + c0:offset + c0 + n], a, out=flat[start:start + n])
@@ -920,8 +926,7 @@ class DepthwiseEngine(_LayerEngine):
                 _place(plan, xe[c0:c1], source[:, :n * length].reshape(
                     (plan.phases, n, batch) + plan.grid))
                 rows = result[:n * m]
-                _multiply_add(rows, reads, weights[:, c0 * m:c1 * m], length, m, False,
-                              plan.block)
+                _multiply_add(rows, reads, weights[:, c0 * m:c1 * m], length, m, False)
                 out[:, c0 * m:c1 * m] = np.swapaxes(
                     rows.reshape((n * m, batch) + plan.grid)[_crop(plan)], 0, 1)
 
@@ -952,7 +957,7 @@ class DepthwiseEngine(_LayerEngine):
                     (n * m, batch) + plan.grid)[_crop(plan)] = ys[c0 * m:c1 * m]  # S^T
                 for p in range(plan.phases):
                     _multiply_add(target[p, :n], reads[p], weights[:, c0 * m:c1 * m], length,
-                                  m, True, plan.block)
+                                  m, True)
                 grids = np.swapaxes(target[:, :n].reshape((plan.phases, n, batch) + plan.grid),
                                     1, 2)
                 for phase, source, tgt in plan.placements:

@@ -60,8 +60,9 @@ def depthwise_path(request, monkeypatch):
     from linconv import _engines
     monkeypatch.setattr(_engines, "DEPTHWISE_MIN_ROW", 0)  # the test layers are small
     monkeypatch.setattr(_engines, "AXPY_MIN", 10**9 if request.param == "numpy" else 1)
-    if request.param == "axpy-pieces":
+    if request.param == "axpy-pieces":  # pieces of 7 samples, one channel per block
         monkeypatch.setattr(_engines, "DEPTHWISE_BLOCK", 7)
+        monkeypatch.setattr(_engines, "AXPY_CHUNK", 7)
     return request.param
 
 
