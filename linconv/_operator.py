@@ -36,6 +36,10 @@ class _Frozen(type(LinearOperator)):
         return obj
 
 
+_OPERATOR_DTYPES = tuple(map(np.dtype, (np.float32, np.float64, np.longdouble, np.complex64,
+                                       np.complex128, np.clongdouble)))
+
+
 def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
     """Compute dtype of an operator: ``result_type(kernel, float32)`` unless `dtype` says."""
     if dtype is None:
@@ -44,8 +48,9 @@ def operator_dtype(kernel: np.ndarray, dtype=None) -> np.dtype:
         dtype = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"`dtype` must be a numpy dtype; got {dtype!r}") from exc
-    if dtype not in (np.float32, np.float64, np.complex64, np.complex128):
-        raise ValueError(f"`dtype` must be float32, float64, complex64 or complex128; got {dtype}")
+    if dtype not in _OPERATOR_DTYPES:  # float16 has no engines: it computes in float32
+        raise ValueError("`dtype` must be float32, float64, longdouble, complex64, complex128 "
+                         f"or clongdouble; got {dtype}")
     if kernel.dtype.kind == "c" and dtype.kind != "c":
         raise ValueError(
             f"`dtype` {dtype} would drop the imaginary part of the complex kernel; "
@@ -288,7 +293,8 @@ class ConvolutionOperator(GeometryOperator):
         rounding; "auto" picks the fastest available.
     dtype : dtype, optional
         Compute dtype; by default ``np.result_type(kernel, np.float32)`` (so
-        float32 kernels stay float32).
+        float32 kernels stay float32).  One of float32, float64, longdouble
+        and their complex types.
 
     Attributes
     ----------

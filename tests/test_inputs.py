@@ -267,6 +267,25 @@ def test_long_double_is_exact(method, dtype):
                                atol=200 * eps * np.abs(adj).max())
 
 
+@pytest.mark.parametrize("method", ["direct", "fft", "sparse"])
+@pytest.mark.parametrize("dtype", [np.longdouble, np.clongdouble])
+def test_dtype_long_double_computes_float64_data_in_long_double(method, dtype):
+    rng = np.random.default_rng(10)
+    x, h = rng.standard_normal(40) / 3, rng.standard_normal(5) / 7  # float64
+    op = linconv.ConvolutionOperator(h, 40, method=method, dtype=dtype)
+    assert op.dtype == dtype
+    y = op.apply(x)
+    assert y.dtype == dtype
+    expected = np.convolve(x.astype(np.longdouble), h.astype(np.longdouble))
+    eps = np.finfo(np.longdouble).eps
+    np.testing.assert_allclose(y, expected, rtol=0, atol=200 * eps * np.abs(expected).max())
+
+
+def test_dtype_float16_is_refused_naming_the_dtypes_that_work():
+    with pytest.raises(ValueError, match=r"`dtype` must be float32, .*longdouble.*; got float16"):
+        linconv.ConvolutionOperator(np.ones(3), 8, dtype=np.float16)
+
+
 def test_long_double_with_strides_and_boundaries():
     rng = np.random.default_rng(8)
     for boundary in BOUNDARIES:
