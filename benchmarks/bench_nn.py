@@ -31,7 +31,11 @@ CPU time per core stays steady.
 
 For the dense layers the table also shows numpy's bare matrix product with
 the layer's multiply-adds and nothing else (``BLAS``): the floor of any
-GEMM-based engine on this BLAS, against the whole torch layer.
+GEMM-based engine on this BLAS, against the whole torch layer.  For the
+depthwise layers ``BLAS`` is the bare BLAS ``axpy`` passes of the multiply-adds
+(one per tap and channel, on rows already in place): the floor of any engine
+made of numpy and BLAS calls, since neither has a fused stencil with a weight
+per channel.
 
 ``--skip-matrix`` skips the build time of the ResNet layer's sparse matrix
 (64*56*56 = 200,704 rows, about 115 million entries).
@@ -123,6 +127,33 @@ def bare_gemms(name, op, dtype):
     return funcs
 
 
+def bare_axpys(name, op, dtype):
+    """The depthwise layers' multiply-adds as bare BLAS ``axpy`` passes and nothing else, per
+    direction: for each output channel, one pass per tap over a row of ``batch * output
+    samples`` already in place (no placement of the input, no crop of the output), in
+    pieces that stay in the L2 cache.  This is the floor of any engine built from numpy
+    and BLAS calls: numpy and scipy have no fused stencil with a weight per channel."""
+    from scipy.linalg import blas
+    batch, c_in, c_out, spatial, kernel, kw, transposed = CASES[name]
+    axpy = getattr(blas, {"float32": "saxpy", "float64": "daxpy"}[dtype])
+    taps, piece = int(np.prod(kernel)), 1 << 15
+    funcs = {}
+    for d, out_shape in (("fwd", op.output_shape), ("adj", op.input_shape)):
+        rows = (c_out if d == "fwd" else c_in) * (1 if d == "fwd" else c_out // c_in)
+        n = batch * int(np.prod(out_shape[1:]))
+        x, y = np.ones(n + taps, dtype=dtype), np.empty(n, dtype=dtype)
+
+        def passes(x=x, y=y, n=n, rows=rows):
+            for _ in range(rows):
+                for c0 in range(0, n, piece):
+                    k = min(piece, n - c0)
+                    np.multiply(x[c0:c0 + k], 0.5, out=y[c0:c0 + k])
+                    for t in range(1, taps):
+                        axpy(x, y, k, 0.5, c0 + t, 1, c0, 1)
+        funcs[f"BLAS {d}"] = passes
+    return funcs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=9)
@@ -165,8 +196,11 @@ def run(args, baseline, threads, timer):
                 old = layer(name, dtype, rng, baseline)[0]
                 funcs.update({"before fwd": lambda: old.apply(x),
                               "before adj": lambda: old.H.apply(y)})
-            if CASES[name][5].get("groups", 1) == 1 and CASES[name][1] > 1:
+            groups = CASES[name][5].get("groups", 1)
+            if groups == 1 and CASES[name][1] > 1:
                 funcs.update(bare_gemms(name, op, dtype))
+            elif groups == CASES[name][1] > 1:  # depthwise
+                funcs.update(bare_axpys(name, op, dtype))
             with torch.inference_mode():
                 times = timer(funcs, args.repeat)
                 errors = {}
