@@ -84,10 +84,14 @@ MIX_NS = 1.2           # ns per complex multiply-add of the per-frequency channe
 # elements per block of channels of the depthwise engine: a block is placed, run and cropped
 # in one go, so larger blocks save Python calls (CPU time of one thread for the depthwise
 # layer of bench_nn.py, two runs: 1 << 17 8.1-9.3 ms forward, 8.5-8.8 ms adjoint; 1 << 15
-# 9.5-10.4 and 11.7-12.2 ms), while each axpy runs on a piece of AXPY_CHUNK samples that
-# stays in the L2 cache through the taps
+# 9.5-10.4 and 11.7-12.2 ms)
 DEPTHWISE_BLOCK = 1 << 17
-AXPY_CHUNK = 1 << 15
+# samples per axpy call, a piece that stays in the L2 cache through the taps.  OpenBLAS runs
+# an axpy of more than 10,000 samples on all its threads (interface/axpy.c), and each such
+# call then waits for its threads: with torch's or another process's threads busy on the
+# cores, the single-channel layer of bench_nn.py took 237 ms with 32k-sample pieces against
+# 9.5-16.5 ms below the threshold (and 7.2 against 6.2 ms on idle cores)
+AXPY_CHUNK = 10_000
 AXPY_MIN = 1024            # row length from which the depthwise engine runs BLAS axpy per row
 DEPTHWISE_MIN_ROW = 1024   # shorter rows (batch x grid samples) run the GEMM engine
 # bytes of the GEMM's chunk of shifted copies: 2 MB chunks were 5 % faster on one thread,
