@@ -9,9 +9,18 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   0.05) into a third, on a LocalCluster of 2 single-thread workers with a
   1 GiB memory limit each (the iterates, 5 GiB, do not fit: "auto" keeps
   them in zarr stores in the run's directory).  Reports wall time, time per
-  iteration (from the callback) and the peak resident memory of the workers
-  (sampled every 0.5 s).  --size, --chunks, --memory-limit, --iterations
-  scale it down.
+  iteration (from the callback) and, per phase, the peak resident memory of
+  the worst worker above the baseline of an idle worker that has imported
+  linconv, dask and zarr (the kernel's high-water mark VmHWM, reset at the
+  start of each phase: exact, no sampling), in MiB and in chunks, and the RSS
+  at the phase's end (the part of the peak that an idle worker keeps:
+  allocator and bookkeeping, not chunks).  --size, --chunks, --memory-limit,
+  --iterations scale it down; with --iterates disk a scaled-down run keeps the
+  iterates on disk as the full one does (same number of chunks per axis:
+  --size 4096 --chunks 256, --size 8192 --chunks 512).  The cluster keeps
+  dask's root-task queuing (distributed.scheduler.worker-saturation 1.1, the
+  default): without it (inf) the workers read chunks far ahead of their use,
+  1.7x the peak on a 2048^2 / 256^2 proxy.
 - exact: the 4096x4096 central crop of the same data solved on dask (1024
   chunks, float64) against the in-memory CG on the normal equations (scipy's
   cg through linconv.deconvolve, no preconditioner): same Krylov iterates, so
@@ -96,16 +105,18 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc):
-        self.phases[self.name] = {w: peak for w, (_, peak) in self.client.run(_rss).items()}
+        self.phases[self.name] = self.client.run(_rss)
 
-    def above(self, name):
-        """Peak above the baseline of the worst worker, bytes."""
-        return max(peak - self.baseline[w] for w, peak in self.phases[name].items())
+    def above(self, name, which=1):
+        """Peak (`which` 1; 0: the RSS at the phase's end) above the baseline of the worst
+        worker, bytes."""
+        return max(v[which] - self.baseline[w] for w, v in self.phases[name].items())
 
     def report(self, name, chunk_bytes):
-        above = self.above(name)
+        above, after = self.above(name), self.above(name, 0)
         return (f"peak RSS above baseline {above / 2**20:.0f} MiB = {above / chunk_bytes:.1f} "
-                f"chunks (worst worker; baselines "
+                f"chunks, {after / 2**20:.0f} MiB = {after / chunk_bytes:.1f} chunks at the "
+                f"end (worst worker; baselines "
                 f"{', '.join(f'{b / 2**20:.0f}' for b in self.baseline.values())} MiB)")
 
 
@@ -170,14 +181,16 @@ def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB", iterat
         shutil.rmtree(ROOT, ignore_errors=True)
 
 
-def part_exact(crop=4096):
+def part_exact(crop=4096, iterates="auto"):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     image = test_image(crop, dtype=np.float64)
     blurred = linconv.convolve(image, KERNEL.astype(float), "same").compute()
     start = time.perf_counter()
-    on_dask = deconvolve_dask(da.from_array(blurred, chunks=1024), KERNEL.astype(float),
-                              damp=DAMP, solver="cg", maxiter=30, tol=1e-12).x.compute()
+    with dask.config.set({"linconv.iterates": iterates}):
+        result = deconvolve_dask(da.from_array(blurred, chunks=1024), KERNEL.astype(float),
+                                 damp=DAMP, solver="cg", maxiter=30, tol=1e-12)
+        on_dask = result.x.compute()
     t_dask = time.perf_counter() - start
     start = time.perf_counter()
     in_memory = linconv.deconvolve(blurred, KERNEL.astype(float), damp=DAMP, solver="cg",
@@ -185,7 +198,8 @@ def part_exact(crop=4096):
     t_mem = time.perf_counter() - start
     error = np.abs(on_dask - in_memory).max() / np.abs(in_memory).max()
     print(f"exact (load average {os.getloadavg()[0]:.1f}): {crop}x{crop} float64, 1024^2 "
-          f"chunks, cg 30 iterations: dask {t_dask:.1f} s, "
+          f"chunks, cg 30 iterations, iterates {result.message.rpartition('iterates ')[2][:7]}"
+          f": dask {t_dask:.1f} s, "
           f"in memory {t_mem:.1f} s; max |x_dask - x_memory| / max |x_memory| = {error:.2e} "
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
@@ -281,10 +295,11 @@ def main():
     parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore)")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
     parser.add_argument("--iterates", default="auto", choices=["auto", "memory", "disk"],
-                        help="dask config linconv.iterates (outofcore; 'disk' for the "
-                             "scaled-down runs, where 'auto' would keep them in memory)")
+                        help="dask config linconv.iterates (outofcore and exact; 'disk' for "
+                             "the scaled-down runs, where 'auto' keeps them in memory)")
     args = parser.parse_args()
-    parts = {"overhead": part_overhead, "exact": part_exact, "scaling": part_scaling,
+    parts = {"overhead": part_overhead, "exact": lambda: part_exact(iterates=args.iterates),
+             "scaling": part_scaling,
              "frames": lambda: part_frames(args.frames),
              "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
                                                  args.memory_limit, args.iterates)}
