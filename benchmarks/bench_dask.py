@@ -9,9 +9,18 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   0.05) into a third, on a LocalCluster of 2 single-thread workers with a
   1 GiB memory limit each (the iterates, 5 GiB, do not fit: "auto" keeps
   them in zarr stores in the run's directory).  Reports wall time, time per
-  iteration (from the callback) and the peak resident memory of the workers
-  (sampled every 0.5 s).  --size, --chunks, --memory-limit, --iterations
-  scale it down.
+  iteration (from the callback) and, per phase, the peak resident memory of
+  the worst worker above the baseline of an idle worker that has imported
+  linconv, dask and zarr (the kernel's high-water mark VmHWM, reset at the
+  start of each phase: exact, no sampling), in MiB and in chunks, and the RSS
+  at the phase's end (the part of the peak that an idle worker keeps:
+  allocator and bookkeeping, not chunks).  --size, --chunks, --memory-limit,
+  --iterations scale it down; with --iterates disk a scaled-down run keeps the
+  iterates on disk as the full one does (same number of chunks per axis:
+  --size 4096 --chunks 256, --size 8192 --chunks 512).  The cluster keeps
+  dask's root-task queuing (distributed.scheduler.worker-saturation 1.1, the
+  default): without it (inf) the workers read chunks far ahead of their use,
+  1.7x the peak on a 2048^2 / 256^2 proxy.
 - exact: the 4096x4096 central crop of the same data solved on dask (1024
   chunks, float64) against the in-memory CG on the normal equations (scipy's
   cg through linconv.deconvolve, no preconditioner): same Krylov iterates, so
@@ -35,7 +44,6 @@ import argparse
 import os
 import shutil
 import statistics
-import threading
 import time
 
 import dask
@@ -57,35 +65,59 @@ def cluster(n_workers, memory_limit="1GiB"):
     return c, Client(c)
 
 
+def _rss():
+    """(current, peak) resident memory of this process in bytes, and the peak reset."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) * 1024
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS (Linux >= 4.0)
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def _warm():
+    import linconv._dask  # noqa: F401 - what every task of the run imports
+    import zarr  # noqa: F401
+    return _rss()
+
+
 class PeakMemory:
-    """Peak RSS of every worker, sampled in a background thread."""
+    """Peak resident memory of every worker per phase, from the kernel's high-water mark
+    (VmHWM, reset at the start of each phase): exact, no sampling.
 
-    def __init__(self, client, every=0.5):
-        self.client, self.every, self.peak = client, every, {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+    The baseline is the RSS of an idle worker that has imported linconv, dask and zarr.
+    """
 
-    def run(self):
-        import psutil
-        while not self.stop.is_set():
-            try:
-                for worker, rss in self.client.run(lambda: psutil.Process().memory_info().rss
-                                                   ).items():
-                    self.peak[worker] = max(self.peak.get(worker, 0), rss)
-            except Exception:  # noqa: BLE001 - a worker restarting: keep sampling
-                pass
-            self.stop.wait(self.every)
+    def __init__(self, client):
+        self.client = client
+        self.baseline = {w: rss for w, (rss, _) in client.run(_warm).items()}
+        self.phases = {}
+
+    def phase(self, name):
+        self.client.run(_rss)  # resets the peaks
+        self.name = name
+        return self
 
     def __enter__(self):
-        self.thread.start()
         return self
 
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+        self.phases[self.name] = self.client.run(_rss)
 
-    def report(self):
-        return ", ".join(f"{rss / 2**20:.0f} MiB" for rss in self.peak.values())
+    def above(self, name, which=1):
+        """Peak (`which` 1; 0: the RSS at the phase's end) above the baseline of the worst
+        worker, bytes."""
+        return max(v[which] - self.baseline[w] for w, v in self.phases[name].items())
+
+    def report(self, name, chunk_bytes):
+        above, after = self.above(name), self.above(name, 0)
+        return (f"peak RSS above baseline {above / 2**20:.0f} MiB = {above / chunk_bytes:.1f} "
+                f"chunks, {after / 2**20:.0f} MiB = {after / chunk_bytes:.1f} chunks at the "
+                f"end (worst worker; baselines "
+                f"{', '.join(f'{b / 2**20:.0f}' for b in self.baseline.values())} MiB)")
 
 
 def test_image(size, chunks=1024, dtype=np.float32):
@@ -98,44 +130,50 @@ def test_image(size, chunks=1024, dtype=np.float32):
     return (smooth + 0.5 * (texture > 0.97)).astype(dtype)
 
 
-def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB"):
+def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB", iterates="auto"):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
     c, client = cluster(2, memory_limit=memory_limit)
+    chunk_bytes = chunks * chunks * 4
     ticks = []
     try:
-        with PeakMemory(client) as peak:
+        peak = PeakMemory(client)
+        with peak.phase("write"):
             start = time.perf_counter()
             da.to_zarr(test_image(size, chunks), os.path.join(ROOT, "image.zarr"))
             t_write = time.perf_counter() - start
-            image = da.from_zarr(os.path.join(ROOT, "image.zarr"))
+        image = da.from_zarr(os.path.join(ROOT, "image.zarr"))
+        with peak.phase("blur"):
             start = time.perf_counter()
             da.to_zarr(linconv.convolve(image, KERNEL, "same"), os.path.join(ROOT, "blur.zarr"))
             t_blur = time.perf_counter() - start
-            peak_blur = peak.report()
-            blurred = da.from_zarr(os.path.join(ROOT, "blur.zarr"))
+        blurred = da.from_zarr(os.path.join(ROOT, "blur.zarr"))
+        loads = [os.getloadavg()[0]]
+        with peak.phase("solve"), dask.config.set({"linconv.temporary-directory": ROOT,
+                                                   "linconv.iterates": iterates}):
             start = time.perf_counter()
             ticks.append(start)
-            with dask.config.set({"linconv.temporary-directory": ROOT}):
-                result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg",
-                                         maxiter=iterations, tol=1e-12,
-                                         callback=lambda x: ticks.append(time.perf_counter()))
-                da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
+            result = deconvolve_dask(blurred, KERNEL, damp=DAMP, solver="cg",
+                                     maxiter=iterations, tol=1e-12,
+                                     callback=lambda x: ticks.append(time.perf_counter()))
+            da.to_zarr(result.x, os.path.join(ROOT, "x.zarr"))
             t_solve = time.perf_counter() - start
+        loads.append(os.getloadavg()[0])
         steps = np.diff(ticks)
-        print(f"out-of-core {size}x{size} float32 ({size * size * 4 / 2**30:.2f} GiB), "
+        later = steps[1:] if len(steps) > 1 else np.array([np.nan])
+        print(f"out-of-core {size}x{size} float32 ({size * size * 4 / 2**30:.3g} GiB), "
               f"2 workers x 1 thread, memory_limit {memory_limit} each, {chunks}^2 chunks "
-              f"(load average {os.getloadavg()[0]:.1f})")
-        print(f"  write image {t_write:.1f} s; blur {t_blur:.1f} s (peak RSS {peak_blur})")
+              f"({chunk_bytes / 2**20:.3g} MiB, {(size // chunks) ** 2} of them; load average "
+              f"{loads[0]:.1f} before the solve, {loads[1]:.1f} after)")
+        print(f"  write image {t_write:.1f} s ({peak.report('write', chunk_bytes)})")
+        print(f"  blur {t_blur:.1f} s ({peak.report('blur', chunk_bytes)})")
         print(f"  deconvolve (cg, {result.iterations} iterations, iterates "
               f"{'on disk' if 'disk' in result.message else 'in memory'}) {t_solve:.1f} s: "
-              f"first pass {steps[0]:.1f} s, then per iteration median "
-              f"{statistics.median(steps[1:]) if len(steps) > 1 else float('nan'):.1f} s "
-              f"(min {steps[1:].min() if len(steps) > 1 else float('nan'):.1f}, max "
-              f"{steps[1:].max() if len(steps) > 1 else float('nan'):.1f})")
-        print(f"  peak worker RSS: {peak.report()}; residual norm "
+              f"first pass {steps[0]:.2f} s, then per iteration median "
+              f"{statistics.median(later):.2f} s (min {later.min():.2f}, max {later.max():.2f})")
+        print(f"  solve: {peak.report('solve', chunk_bytes)}; residual norm "
               f"{result.residual_norms[0]:.4g} -> {result.residual_norms[-1]:.4g}")
     finally:
         client.close()
@@ -143,14 +181,16 @@ def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB"):
         shutil.rmtree(ROOT, ignore_errors=True)
 
 
-def part_exact(crop=4096):
+def part_exact(crop=4096, iterates="auto"):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     image = test_image(crop, dtype=np.float64)
     blurred = linconv.convolve(image, KERNEL.astype(float), "same").compute()
     start = time.perf_counter()
-    on_dask = deconvolve_dask(da.from_array(blurred, chunks=1024), KERNEL.astype(float),
-                              damp=DAMP, solver="cg", maxiter=30, tol=1e-12).x.compute()
+    with dask.config.set({"linconv.iterates": iterates}):
+        result = deconvolve_dask(da.from_array(blurred, chunks=1024), KERNEL.astype(float),
+                                 damp=DAMP, solver="cg", maxiter=30, tol=1e-12)
+        on_dask = result.x.compute()
     t_dask = time.perf_counter() - start
     start = time.perf_counter()
     in_memory = linconv.deconvolve(blurred, KERNEL.astype(float), damp=DAMP, solver="cg",
@@ -158,7 +198,9 @@ def part_exact(crop=4096):
     t_mem = time.perf_counter() - start
     error = np.abs(on_dask - in_memory).max() / np.abs(in_memory).max()
     print(f"exact (load average {os.getloadavg()[0]:.1f}): {crop}x{crop} float64, 1024^2 "
-          f"chunks, cg 30 iterations: dask {t_dask:.1f} s, "
+          f"chunks, cg 30 iterations, iterates "
+          f"{'on disk' if 'on disk' in result.message else 'in memory'}"
+          f": dask {t_dask:.1f} s, "
           f"in memory {t_mem:.1f} s; max |x_dask - x_memory| / max |x_memory| = {error:.2e} "
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
@@ -253,11 +295,15 @@ def main():
     parser.add_argument("--iterations", type=int, default=30, help="cg iterations (outofcore)")
     parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore)")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
+    parser.add_argument("--iterates", default="auto", choices=["auto", "memory", "disk"],
+                        help="dask config linconv.iterates (outofcore and exact; 'disk' for "
+                             "the scaled-down runs, where 'auto' keeps them in memory)")
     args = parser.parse_args()
-    parts = {"overhead": part_overhead, "exact": part_exact, "scaling": part_scaling,
+    parts = {"overhead": part_overhead, "exact": lambda: part_exact(iterates=args.iterates),
+             "scaling": part_scaling,
              "frames": lambda: part_frames(args.frames),
              "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
-                                                 args.memory_limit)}
+                                                 args.memory_limit, args.iterates)}
     try:
         for name, run in parts.items():
             if args.part in ("all", name):

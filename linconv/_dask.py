@@ -370,40 +370,70 @@ class ChunkedCorrelation:
 def _halo_map(function, x, depth, chunks, dtype):
     """``map_overlap(function, x, depth, boundary="none", trim=False)`` in two tasks per block.
 
-    Each block's first task cuts the thin pieces its neighbours read (a dict by
-    direction); the second joins the block with its neighbours' pieces and
-    runs `function(block, block_id=...)`.  dask's map_overlap spends about ten
-    tasks per block on the same (a slice per neighbour, concatenations,
-    rechunks), and per-task scheduling is the serial part of a chunked run.
-    Halos come from the next block only (the plans merge blocks until they do).
+    Each block's first task cuts the thin pieces its neighbours read (copies, a
+    dict by direction: a view would keep the whole block alive on the worker
+    while dask counts only the view's bytes); the second joins the block with
+    its neighbours' pieces and runs `function(block, block_id=...)`.  dask's
+    map_overlap spends about ten tasks per block on the same (a slice per
+    neighbour, concatenations, rechunks), and per-task scheduling is the
+    serial part of a chunked run.  Halos come from the next block only (the
+    plans merge blocks until they do).
+
+    When `x` is read from a zarr store (an iterate kept on disk, see
+    :meth:`_Iterates.keep`), both tasks read their block from the store
+    themselves: only the thin pieces pass between tasks, so no worker holds a
+    block waiting for its neighbours' halos (the stencil's wavefront of whole
+    blocks, rows of chunks wide, is what fills the workers' memory otherwise).
     """
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
     da = _da()
     axes = tuple(a for a in sorted(depth) if depth[a] != (0, 0))
-    token = tokenize(function, x, depth, chunks, dtype)
+    store = _store_of(x)
+    token = tokenize(function, x, depth, chunks, dtype, store is not None)
     name, halo = f"linconv-block-{token}", f"linconv-halo-{token}"
     dsk = {}
     cut = functools.partial(_halo_pieces, axes, tuple(depth[a] for a in axes))
+    starts = [np.r_[0, np.cumsum(c)] for c in x.chunks]
     for index in np.ndindex(*x.numblocks):
+        if store is None:
+            source = (x.name,) + index
+        else:
+            source = (functools.partial(_read_block, store, tuple(
+                slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))),)
         if axes:
-            dsk[(halo,) + index] = (cut, (x.name,) + index)
+            dsk[(halo,) + index] = (cut, source)
         around = [[d for d in (-1, 0, 1) if d == 0 or (
             0 <= index[a] + d < x.numblocks[a] and depth[a][(d + 1) // 2])] for a in axes]
         offsets = [d for d in itertools.product(*around) if any(d)]
         keys = [(halo,) + tuple(i + (d[axes.index(a)] if a in axes else 0)
                                 for a, i in enumerate(index)) for d in offsets]
         dsk[(name,) + index] = (functools.partial(_with_halo, function, axes, tuple(around),
-                                                  tuple(offsets), index),
-                                (x.name,) + index, keys)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
+                                                  tuple(offsets), index), source, keys)
+    graph = HighLevelGraph.from_collections(name, dsk,
+                                            dependencies=[] if store is not None else [x])
     return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, dtype))
+
+
+_STORE_ATTRIBUTE = "_linconv_zarr"
+
+
+def _store_of(x):
+    """The zarr array `x` reads unchanged, chunk for chunk (set by :meth:`_Iterates.keep`)."""
+    store = getattr(x, _STORE_ATTRIBUTE, None)
+    if store is None or tuple(store.shape) != tuple(x.shape) or np.dtype(store.dtype) != x.dtype:
+        return None
+    return store
+
+
+def _read_block(store, index):
+    return np.asarray(store[index])
 
 
 def _halo_pieces(axes, depth, block):
     """The pieces of `block` its neighbours read: by the block's direction ``d`` seen from
-    the neighbour (-1: the block is before it, so its last ``lo`` samples)."""
+    the neighbour (-1: the block is before it, so its last ``lo`` samples); copies."""
     pieces = {}
     for d in itertools.product((-1, 0, 1), repeat=len(axes)):
         if not any(d):
@@ -412,7 +442,7 @@ def _halo_pieces(axes, depth, block):
         for a, di, (lo, hi) in zip(axes, d, depth):
             index[a] = slice(block.shape[a] - lo, None) if di < 0 else \
                 slice(0, hi) if di > 0 else slice(None)
-        pieces[d] = block[tuple(index)]
+        pieces[d] = block[tuple(index)].copy()
     return pieces
 
 
@@ -914,6 +944,7 @@ class _Iterates:
             store = zarr.open_array(paths[name], mode="r")
             weakref.finalize(store, _remove, paths[name], self.root)
             kept[name] = da.from_zarr(store)
+            setattr(kept[name], _STORE_ATTRIBUTE, store)  # the stencils read it themselves
         return kept, [np.asarray(v) for v in values]
 
 
@@ -940,60 +971,92 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     full-size array is held across a reduction) and one synchronisation.  The
     pass reads ``x, r, p, s`` and ``N r`` (``r`` the normal residual, ``s = N p``)
     and writes their successors.
+
+    With the iterates on disk an iteration is three passes, each ending in
+    stores: the update of ``x, r, p, s``; ``W A r`` and the misfit of ``x``;
+    ``N r = A^H (W A r) + damp^2 r``.  The stencils of the last two read their
+    blocks from the previous pass's stores (see :func:`_halo_map`), so only
+    thin halos pass between tasks and a worker holds a few blocks at a time.
+    In one pass, the blocks of ``r`` and ``A r`` wait on the workers until the
+    neighbours' stencils have run: rows of blocks, most of the workers' memory
+    at 16 blocks per axis.  (The values are the same either way.)
     """
     d2 = damp * damp
     image_bytes = math.prod(op.geometry.input_shape) * op.dtype.itemsize
     data_bytes = math.prod(op.geometry.output_shape) * op.dtype.itemsize
     store = _Iterates(5 * image_bytes + (1 + (w is not None)) * data_bytes)
+    disk = store.where == "disk"
+
+    def weighted(v):
+        return v if w is None else w * v
 
     def normal(v):
-        z = op.adjoint(op.forward(v) if w is None else w * op.forward(v))
+        z = op.adjoint(weighted(op.forward(v)))
         return z + d2 * v if d2 else z
+
+    def with_normal(arrays, products, r, more=()):
+        """Keep `arrays` and ``N r`` (as "nr"), with `products`, `more` (scalars of `r` and
+        the kept arrays, computed in the last pass) and ``<r, N r>`` last."""
+        if not disk:
+            nr = normal(r)
+            return store.keep(dict(arrays, nr=nr),
+                              products + [f(arrays) for f in more] + [_dot(r, nr)])
+        kept, values = store.keep(arrays, products)
+        r = kept["r"]
+        ar, more_values = store.keep({"ar": weighted(op.forward(r))},
+                                     [f(kept) for f in more])
+        nr = op.adjoint(ar.pop("ar"))
+        nr = nr + d2 * r if d2 else nr
+        last, last_values = store.keep({"nr": nr}, [_dot(r, nr)])
+        return dict(kept, **last), values + more_values + last_values
 
     # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
     start = {"y": y - background if background else y}
     if w is not None:
         start["w"] = w
-    rhs = op.adjoint(start["y"] if w is None else w * start["y"])
+    rhs = op.adjoint(weighted(start["y"]))
     if x0 is not None:
         start["x"] = x0.rechunk(rhs.chunks)
     start["r"] = rhs if x0 is None else rhs - normal(start["x"])
-    start["nr"] = normal(start["r"])
-    products = [_dot(start["r"]), _dot(start["r"], start["nr"])]
-    state, values = store.keep(start, products + ([_dot(rhs)] if x0 is not None else []))
+    products = [_dot(start["r"])] + ([_dot(rhs)] if x0 is not None else [])
+    state, values = with_normal(start, products, start["r"])
     del start, rhs, products
     yb, w = state.pop("y"), state.pop("w", None)
     if x0 is None:
         state["x"] = _da().zeros_like(state["r"])
-    gamma, delta = (float(v) for v in values[:2])
-    bnorm = math.sqrt(float(values[2]) if x0 is not None else gamma)
+    gamma, delta = float(values[0]), float(values[-1])
+    bnorm = math.sqrt(float(values[1]) if x0 is not None else gamma)
     maxiter = 1000 if maxiter is None else int(maxiter)
     norms, converged, k = [], gamma == 0, 0
     bar = _progress(progress, maxiter, "deconvolve (cg, dask)")
+
+    def objective(kept):
+        """``||sqrt(w) (A x - (y - b))||^2 + damp^2 ||x||^2`` of the kept `x`."""
+        misfit = op.forward(kept["x"]) - yb
+        value = _dot(misfit, weighted(misfit))
+        return value + d2 * _dot(kept["x"]) if d2 else value
+
     try:
         while not converged and k < maxiter:
-            x, r, nr = state["x"], state["r"], state["nr"]
             if k == 0:
-                alpha, p, s = gamma / delta, r, nr
+                alpha, beta = gamma / delta, 0.0
+                old = [state[name] for name in ("x", "r", "r", "nr", "nr")]
             else:
                 beta = gamma / gamma_old
                 alpha = gamma / (delta - beta * gamma / alpha_old)
-                p, s = r + beta * state["p"], nr + beta * state["s"]
-            x, r = x + alpha * p, r - alpha * s
-            nr = normal(r)
-            misfit = op.forward(x) - yb
-            objective = _dot(misfit, misfit if w is None else w * misfit)
-            if d2:
-                objective = objective + d2 * _dot(x)
-            products = [_dot(r), _dot(r, nr), objective]
-            arrays = dict(x=x, r=r, p=p, s=s, nr=nr)
-            del x, r, p, s, nr, misfit, objective, state  # the old iterates can go
-            state, values = store.keep(arrays, products)
-            del arrays, products
+                old = [state[name] for name in ("x", "r", "p", "nr", "s")]
+            # x, r, p, s of the next iterate, in one task per block (its reads too)
+            new = _da().map_blocks(functools.partial(_cg_update, alpha, beta), *old,
+                                   new_axis=0, chunks=((4,),) + old[0].chunks,
+                                   dtype=old[0].dtype)
+            arrays = dict(zip(("x", "r", "p", "s"), new))
+            del old, new, state  # the old iterates can go
+            state, values = with_normal(arrays, [_dot(arrays["r"])], arrays["r"], [objective])
+            del arrays
             gamma_old, alpha_old = gamma, alpha
-            gamma, delta, objective = (float(v) for v in values)
+            gamma, value, delta = (float(v) for v in values)
             k += 1
-            norms.append(math.sqrt(max(objective, 0.0)))
+            norms.append(math.sqrt(max(value, 0.0)))
             if callback is not None:
                 callback(state["x"])
             if bar is not None:
@@ -1003,6 +1066,13 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
         if bar is not None:
             bar.close()
     return state["x"], norms, k, bool(converged), store.describe()
+
+
+def _cg_update(alpha, beta, x, r, p, nr, s):
+    """One block of CG's update: ``x, r, p, s`` of the next iterate, stacked."""
+    p = r + beta * p
+    s = nr + beta * s
+    return np.stack([x + alpha * p, r - alpha * s, p, s])
 
 
 def _probe_block(shape, dtype, y_block, block_info=None):

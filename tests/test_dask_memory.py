@@ -1,0 +1,106 @@
+"""What keeps the out-of-core cg small: stencils that read their blocks from the stores of
+the kept iterates, and halo pieces that are copies.  Oracles: np.pad + scipy.signal
+(tests/cases.py) and the dense normal equations."""
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+pytest.importorskip("zarr")
+import dask  # noqa: E402
+
+import linconv  # noqa: E402
+from linconv._dask import _halo_pieces, _Iterates, deconvolve_dask  # noqa: E402
+
+from cases import Case, dense_by_columns, oracle_convolve  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def synchronous():
+    with dask.config.set(scheduler="sync"):
+        yield
+
+
+def _kept(tmp_path, x, chunks):
+    """`x` written to a zarr store and read back, as the cg keeps its iterates on disk."""
+    with dask.config.set({"linconv.iterates": "disk",
+                          "linconv.temporary-directory": str(tmp_path)}):
+        store = _Iterates(1)
+    kept, _ = store.keep({"x": da.from_array(x, chunks=chunks)})
+    return kept["x"], store
+
+
+@pytest.mark.parametrize("boundary", ["zero", "symmetric", "wrap"])
+def test_stencils_read_kept_blocks_from_the_store(tmp_path, boundary):
+    """op.apply and op.H.apply of a kept array: the block tasks read the store themselves
+    (nothing in the graph depends on the array's own read tasks), with the oracle's
+    values."""
+    rng = np.random.default_rng(0)
+    kernel = rng.random((4, 3))
+    case = Case((23, 19), (4, 3), "same", boundary)
+    x = rng.random((23, 19))
+    kept, _ = _kept(tmp_path, x, (6, 5))
+    op = linconv.ConvolutionOperator(kernel, x.shape, "same", boundary=boundary)
+    y = op.apply(kept)
+    np.testing.assert_allclose(y.compute(), oracle_convolve(x, kernel, case), atol=1e-12)
+    if boundary == "zero":  # P inside the edge blocks: the stencil's input is the store
+        assert not set(dict(y.__dask_graph__())) & set(dict(kept.__dask_graph__()))
+    dense = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), x.size, x.shape)
+    kept_y, _ = _kept(tmp_path, y.compute(), (5, 7))
+    np.testing.assert_allclose(op.H.apply(kept_y).compute().ravel(),
+                               dense.T @ y.compute().ravel(), atol=1e-12)
+
+
+def test_halo_pieces_are_copies():
+    """A view would keep the whole block on the worker (and dask would count the view)."""
+    block = np.arange(60.0).reshape(6, 10)
+    pieces = _halo_pieces((0, 1), ((1, 2), (2, 0)), block)
+    assert pieces and all(p.base is None for p in pieces.values())
+    np.testing.assert_array_equal(pieces[(-1, 0)], block[-1:])
+    np.testing.assert_array_equal(pieces[(1, 1)], block[:2, :0])
+
+
+def _dense_cg(N, b, iterations):
+    """Textbook CG on ``N x = b`` from zero (Hestenes-Stiefel), `iterations` steps."""
+    x, r = np.zeros_like(b), b.copy()
+    p, gamma = r.copy(), r @ r
+    for _ in range(iterations):
+        q = N @ p
+        alpha = gamma / (p @ q)
+        x, r = x + alpha * p, r - alpha * q
+        gamma, old = r @ r, gamma
+        p = r + gamma / old * p
+    return x
+
+
+@pytest.mark.parametrize("mode", ["valid"])
+def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode):
+    """The passes of the iterates on disk compute the iterates of the one pass in memory,
+    and both those of a textbook CG on the dense normal equations."""
+    rng = np.random.default_rng(3)
+    kernel = rng.random((5, 5))
+    kernel /= kernel.sum()
+    shape = (24, 22)
+    case = Case(shape, (5, 5), mode, "zero")
+    A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape)
+    y = A @ rng.random(A.shape[1])
+    out_shape = shape if mode == "same" else (20, 18)
+    damp, iterations = 0.5, 6
+    expected = _dense_cg(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y, iterations)
+    results = {}
+    for where in ("memory", "disk"):
+        with dask.config.set({"linconv.iterates": where,
+                              "linconv.temporary-directory": str(tmp_path)}):
+            result = deconvolve_dask(da.from_array(y.reshape(out_shape), chunks=(12, 10)),
+                                     kernel, mode=mode, damp=damp, solver="cg", tol=1e-14,
+                                     maxiter=iterations)
+            assert f"iterates {'on disk' if where == 'disk' else 'in memory'}" in result.message
+            assert result.iterations == iterations
+            results[where] = (result.x.compute(), result.residual_norms)
+    (xm, nm), (xd, nd) = results["memory"], results["disk"]
+    np.testing.assert_allclose(xd, xm, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(nd, nm, rtol=1e-12)
+    np.testing.assert_allclose(xd.ravel(), expected, atol=1e-10)
+    misfit = A @ expected - y
+    assert nd[-1] == pytest.approx(np.sqrt(misfit @ misfit + damp**2 * expected @ expected),
+                                   rel=1e-10)
