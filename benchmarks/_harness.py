@@ -31,20 +31,21 @@ def print_table(headers, rows) -> None:
         print(line(row))
 
 
-def race(funcs: dict, repeat: int = 7, clock=time.perf_counter, settle: bool = True) -> dict:
+def race(funcs: dict, repeat: int = 7, clock=time.perf_counter, settle: float = 0.05) -> dict:
     """Median seconds per function, run round-robin so machine-load drift hits all alike.
 
     `clock`: wall time by default; ``time.thread_time`` gives this thread's CPU
     time, steadier on a shared, overloaded machine (for one-thread runs).
 
-    `settle`: each timed call follows an untimed call of the same function.  The
-    thread pools of BLAS and of torch's OpenMP keep spinning for a while after a
-    call returns, so a call timed right after another library's call competes
-    with its idle threads for the cores: measured on 2 cores, a linconv layer
-    took 13 ms after a torch call against 8 ms alone, and the torch call 19 ms
-    after linconv against 6 ms alone.  The untimed call absorbs that, so each
-    function is timed as it runs in a program that uses it alone.  Turn it off
-    for calls that take seconds, where it only doubles the run.
+    `settle`: before each timed call, the same function runs untimed for at least
+    this many seconds (at least once).  The thread pools of BLAS and of torch's
+    OpenMP keep spinning for 10-30 ms after a call returns, so a call timed right
+    after another library's call competes with its idle threads for the cores:
+    measured on 2 cores, a linconv layer took 13 ms after a torch call against 8 ms
+    alone, the torch call 19 ms after linconv against 6 ms alone, and 3.9 ms of
+    BLAS calls took 7.9 ms when they began 3 ms after a torch call.  Settling times
+    each function as it runs in a program that uses it alone.  0 turns it off, for
+    calls that take seconds.
     """
     for func in funcs.values():  # warm-up
         func()
@@ -52,7 +53,10 @@ def race(funcs: dict, repeat: int = 7, clock=time.perf_counter, settle: bool = T
     for _ in range(repeat):
         for name, func in funcs.items():
             if settle:
+                start = time.perf_counter()
                 func()
+                while time.perf_counter() - start < settle:
+                    func()
             start = clock()
             func()
             times[name].append(clock() - start)

@@ -110,7 +110,7 @@ def compare(name, op, y, score, grid, rows, *, background=0.0, clip=True, extra=
         out = func()
         funcs[label] = func
         info[label] = (f"{out.iterations} ({out.stop_reason})", extra_score(out.x))
-    times = race(funcs, repeat=3, settle=False)
+    times = race(funcs, repeat=3, settle=0)
     for key, (iterations, value) in info.items():
         method = ("skimage richardson_lucy" if key == "skimage" else f"linconv RL {key}")
         inner = "-"

@@ -52,7 +52,7 @@ def main(quick: bool = False, dense_8x8: bool = False) -> None:
         try:
             t = race({"dense": lambda: np.linalg.svd(dense_c, compute_uv=False),
                       "fft": lambda: linconv.operator_norm(circ),
-                      "svds": lambda: linconv.operator_norm(zero)}, repeat=3, settle=False)
+                      "svds": lambda: linconv.operator_norm(zero)}, repeat=3, settle=0)
         finally:
             tools.DENSE_LIMIT = saved
         err_c = abs(linconv.operator_norm(circ) / np.linalg.norm(dense_c, 2) - 1)
@@ -64,7 +64,7 @@ def main(quick: bool = False, dense_8x8: bool = False) -> None:
         largest = (n, t["dense"])
     n_big = 64 * 56 * 56
     _, circ = layer(56, "circular")
-    t_norm = race({"norm": lambda: linconv.operator_norm(circ)}, repeat=3, settle=False)["norm"]
+    t_norm = race({"norm": lambda: linconv.operator_norm(circ)}, repeat=3, settle=0)["norm"]
     t_all, s_all = once(lambda: linconv.singular_values(circ))
     _, zero = layer(56, "zeros")
     t_svds, norm_zero = once(lambda: linconv.operator_norm(zero)) if not quick else (

@@ -860,9 +860,10 @@ def _multiply_add(dst, reads, weights, length, m, fold):
                 axpy(source, flat, n, a, offset + c0, 1, start, 1)
 
 
-def _in_parallel(run, blocks) -> None:
-    """``run(part)`` on consecutive parts of `blocks`, one per worker thread."""
-    workers = min(get_workers(), len(blocks))
+def _in_parallel(run, blocks, workers=None) -> None:
+    """``run(part)`` on consecutive parts of `blocks`, one per worker thread (at most
+    `workers`)."""
+    workers = min(workers or get_workers(), len(blocks))
     if workers <= 1:
         if blocks:
             run(blocks)
@@ -873,13 +874,20 @@ def _in_parallel(run, blocks) -> None:
         future.result()
 
 
+def _threads(dtype, length: int) -> int | None:
+    """Threads of the depthwise engine: one when its rows run BLAS axpy (scipy's wrappers
+    hold the GIL, so a second thread only queues for it: the depthwise layer of
+    bench_nn.py took 13.9 ms on two threads against 9.6 ms on one), else all."""
+    return 1 if length >= AXPY_MIN and _blas_axpy(np.dtype(dtype).char) else None
+
+
 class DepthwiseEngine(_LayerEngine):
     """Depthwise (one input channel per group) layers as batched single-channel correlation.
 
     A row is one channel's phase grids flattened over ``(batch, *grid)``; output
     row ``c`` is ``sum_t w[c, t] * phase_t[row, offset_t:]``.  The channels run in
     cache-sized blocks (:meth:`~linconv._plans.LayerPlan.channel_blocks`, shared
-    among the threads): each block is placed on zeroed phase grids, run as one
+    among the threads when the taps run in numpy, see :func:`_threads`): each block is placed on zeroed phase grids, run as one
     multiply-add pass per tap (BLAS ``axpy``, see :func:`_multiply_add`) and
     cropped into the output, so the grids never exist for the whole input.  A
     depth multiplier ``C_out / C_in = m > 1`` reads each input row for ``m``
@@ -934,7 +942,7 @@ class DepthwiseEngine(_LayerEngine):
                 out[:, c0 * m:c1 * m] = np.swapaxes(
                     rows.reshape((n * m, batch) + plan.grid)[_crop(plan)], 0, 1)
 
-        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length), _threads(dtype, length))
         return out
 
     def adjoint(self, y):
@@ -967,7 +975,7 @@ class DepthwiseEngine(_LayerEngine):
                 for phase, source, tgt in plan.placements:
                     out[(slice(None), slice(c0, c1)) + source] = grids[(phase, Ellipsis) + tgt]
 
-        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length))
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length), _threads(dtype, length))
         return extend_adjoint(g, out) if plan.extend else out
 
 
