@@ -24,14 +24,17 @@ How "auto" decides (:func:`choose_method`): tiny problems (at most
 lowest.  Otherwise it compares two cost estimates calibrated on this 2-core
 machine with ``benchmarks/bench_apply.py --methods``:
 
-- direct: ``DIRECT_NS * taps * outputs / cores`` (ndimage visits every
-  non-zero tap for every stride-1 output),
+- direct: ``DIRECT_NS * taps * outputs`` over the threads' speed-up
+  ``1 + DIRECT_THREADS * (bands - 1)`` (ndimage visits every non-zero tap for
+  every stride-1 output),
 - fft: ``FFT_NS * M * log2(M)`` for the transform size ``M`` (whole signal, or
-  the overlap-save blocks),
+  the overlap-save blocks), times ``FFT_AXES`` over the speed-up
+  ``1 + FFT_THREADS * (threads - 1)`` for transforms over 2 or more axes, and
+  times ``FFT_SINGLE`` in single precision,
 
-and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 5x5
-kernels and "fft" from 7x7 on.  With channels, "direct" is the cheaper of two
-layer engines (:func:`layer_costs`), each executing a
+and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 3x3
+kernels in float32 and 5x5 in float64, and "fft" above.  With channels,
+"direct" is the cheaper of two layer engines (:func:`layer_costs`), each executing a
 :class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on chunks of
 stacked shifted copies (``GEMM_NS * C_out * C_in/groups * taps * outputs``
 for the products plus ``COPY_NS * C_in * taps * outputs`` for the copies),
@@ -75,7 +78,13 @@ __all__ = ["make_engine", "choose_method", "SparseEngine", "FFTEngine", "DirectE
 # MIX_NS against FFT_NS with bench_apply.py --methods and bench_nn.py.
 SPARSE_LIMIT = 20_000  # stored entries below which the sparse matrix is fastest
 DIRECT_NS = 0.55       # ns per (tap x output) of ndimage, one core
-FFT_NS = 0.45          # ns per M*log2(M) of a forward+inverse real transform pair
+FFT_NS = 0.45          # ns per M*log2(M) of a forward+inverse real 1-D transform pair, float64
+FFT_AXES = 1.65        # the factor of transforms over 2 or more axes (strided passes)
+FFT_SINGLE = 0.45      # the factor of single-precision transforms (float32, complex64)
+# speed-up each thread after the first adds: measured 1.57-1.72x on 2 threads for the banded
+# direct engine, 1.18-1.29x for scipy.fft over 2 or more axes, none for 1-D transforms
+DIRECT_THREADS = 0.65
+FFT_THREADS = 0.25
 BAND_MIN = 1 << 16     # outputs per band below which threads do not pay
 GEMM_NS = 0.0114       # ns per multiply-add of the layer GEMMs (BLAS)
 COPY_NS = 0.225        # ns per sample of each tap's shifted copy of an input channel (GEMM)
@@ -1024,6 +1033,9 @@ def make_engine(method: str, geometry: Geometry, weights: np.ndarray):
     return engines[method](geometry, weights, reason)
 
 
+_SINGLE = (np.dtype(np.float32), np.dtype(np.complex64))
+
+
 def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, float]:
     """The cost model: estimated seconds of one forward application per method."""
     real = weights.dtype.kind != "c"
@@ -1033,15 +1045,19 @@ def estimated_seconds(geometry: Geometry, weights: np.ndarray) -> dict[str, floa
     size = plan.transform_size
     log = math.log2(max(plan.shape[0] if plan.blocks else size, 2))
     factor = 1 if real else 2
+    workers = get_workers()
+    transform = FFT_NS * size * log * (FFT_SINGLE if weights.dtype in _SINGLE else 1)
+    if len(geometry.axes) > 1:
+        transform *= FFT_AXES / (1 + FFT_THREADS * (workers - 1))
     if ch is None:
         outputs = math.prod(max(ax.sampled_length, ax.n) for ax in geometry.axes)
-        direct = DIRECT_NS * taps * outputs / min(get_workers(), max(1, outputs // BAND_MIN))
-        fft = FFT_NS * size * log
+        bands = min(workers, max(1, outputs // BAND_MIN))
+        direct = DIRECT_NS * taps * outputs / (1 + DIRECT_THREADS * (bands - 1))
+        fft = transform
     else:  # transforms of every channel plus the per-frequency channel mixing
         macs = ch.out_channels * ch.in_per_group
         direct = min(layer_costs(geometry, taps).values()) * 1e9
-        fft = FFT_NS * size * log * (ch.in_channels + ch.out_channels) / 2 + \
-            MIX_NS * macs * size / 2
+        fft = transform * (ch.in_channels + ch.out_channels) / 2 + MIX_NS * macs * size / 2
     return {"direct": direct * factor * 1e-9, "fft": fft * factor * 1e-9}
 
 

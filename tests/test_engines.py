@@ -161,6 +161,41 @@ def test_auto_choices(shape, kernel, expected):
     assert choose_method(g, np.ones(kernel)) == expected
 
 
+@pytest.mark.parametrize("dtype,workers,kernel,expected", [
+    (np.float64, 1, (5, 5), "direct"), (np.float64, 2, (5, 5), "direct"),
+    (np.float32, 1, (5, 5), "fft"), (np.float32, 2, (5, 5), "fft"),
+    (np.float32, 2, (3, 3), "direct"), (np.float64, 2, (7, 7), "fft")])
+def test_auto_choices_follow_precision_and_threads(dtype, workers, kernel, expected):
+    """The choices the timed sweep of benchmarks/bench_apply.py found fastest on a
+    1024x1024 image (single-precision transforms run about twice as fast; ndimage
+    does not)."""
+    op_kernel = np.ones(kernel, dtype)
+    with linconv.set_workers(workers):
+        op = linconv.ConvolutionOperator(op_kernel, (1024, 1024), "same", boundary="reflect")
+    assert op.method == expected
+
+
+def test_cost_model_scales_with_precision_and_threads():
+    """The estimates' factors: single precision only cheapens the transforms; a second
+    thread speeds the direct bands by DIRECT_THREADS and transforms over 2 axes by
+    FFT_THREADS, and 1-D transforms not at all."""
+    from linconv import _engines
+    from linconv._geometry import Geometry
+    g2, g1 = Geometry.from_args((5, 5), (1024, 1024), "same"), \
+        Geometry.from_args((63,), (10**6,), "same")
+    for g in (g1, g2):
+        with linconv.set_workers(1):
+            one = _engines.estimated_seconds(g, np.ones(g.kernel_shape))
+            single = _engines.estimated_seconds(g, np.ones(g.kernel_shape, np.float32))
+        with linconv.set_workers(2):
+            two = _engines.estimated_seconds(g, np.ones(g.kernel_shape))
+        assert single["direct"] == one["direct"]
+        assert single["fft"] == pytest.approx(_engines.FFT_SINGLE * one["fft"])
+        assert two["direct"] == pytest.approx(one["direct"] / (1 + _engines.DIRECT_THREADS))
+        speedup = 1 + _engines.FFT_THREADS if g is g2 else 1
+        assert two["fft"] == pytest.approx(one["fft"] / speedup)
+
+
 def test_convolve_methods_agree_with_scipy(rng):
     import scipy.signal
     x = rng.standard_normal((70, 65))
