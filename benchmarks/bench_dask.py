@@ -28,7 +28,7 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   CG's step sizes are global inner products, so a crop is a different solve.)
 - scaling: throughput of the blur of an 8192^2 float32 image with 1 and 2
   single-thread workers, with the number of tasks of its graph (scheduling
-  them is the serial part).
+  them is the serial part); --chunks sets the chunk size (default 1024).
 - overhead: a 4096x4096 float32 image in one chunk, op.apply on dask (threaded
   scheduler) against op.apply in memory.
 - frames: a time-lapse of `frames` 1024x1024 frames deconvolved frame-parallel
@@ -205,7 +205,7 @@ def part_exact(crop=4096, iterates="auto"):
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
 
-def part_scaling(size=8192, repeat=5):
+def part_scaling(size=8192, repeat=5, chunks=1024):
     import dask.array as da
     from distributed import wait
     x = np.asarray(test_image(size).compute())
@@ -213,29 +213,28 @@ def part_scaling(size=8192, repeat=5):
     for n in (1, 2):
         c, client = cluster(n, memory_limit="4GiB")
         try:
-            dx = client.persist(da.from_array(x, chunks=1024))
+            dx = client.persist(da.from_array(x, chunks=chunks))
             wait(dx)
             times = []
-            for _ in range(repeat + 1):
+            for i in range(repeat + 1):
+                # a kernel scaled by 1 + 1e-6 i gives each repeat keys of its own: the same
+                # graph again would find its results on the workers, or (resubmitted while
+                # the scheduler still cancels them) fail with FuturesCancelledError
+                kernel = KERNEL * np.float32(1 + 1e-6 * i)
                 start = time.perf_counter()
-                blur = linconv.convolve(dx, KERNEL, "same", boundary="symmetric")
+                blur = linconv.convolve(dx, kernel, "same", boundary="symmetric")
                 tasks = len(dict(blur.__dask_graph__())) - dx.npartitions
                 y = client.persist(blur)
                 wait(y)
                 times.append(time.perf_counter() - start)
                 client.cancel(y)
                 del y, blur
-                # the same graph again would find its results on the workers: wait until the
-                # scheduler has released them
-                while client.run_on_scheduler(lambda dask_scheduler: len(
-                        dask_scheduler.tasks)) > dx.npartitions:
-                    time.sleep(0.05)
             rates[n] = statistics.median(times[1:])
         finally:
             client.close()
             c.close()
-    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), 1024^2 chunks "
-          f"({tasks} tasks, {tasks / (size // 1024) ** 2:.0f} per chunk; load average "
+    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), {chunks}^2 chunks "
+          f"({tasks} tasks, {tasks / (-(-size // chunks)) ** 2:.0f} per chunk; load average "
           f"{os.getloadavg()[0]:.1f}): 1 worker {rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, "
           f"speed-up {rates[1] / rates[2]:.2f}x (goal >= 1.7x)")
 
@@ -293,14 +292,14 @@ def main():
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=30, help="cg iterations (outofcore)")
-    parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore)")
+    parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore, scaling)")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
     parser.add_argument("--iterates", default="auto", choices=["auto", "memory", "disk"],
                         help="dask config linconv.iterates (outofcore and exact; 'disk' for "
                              "the scaled-down runs, where 'auto' keeps them in memory)")
     args = parser.parse_args()
     parts = {"overhead": part_overhead, "exact": lambda: part_exact(iterates=args.iterates),
-             "scaling": part_scaling,
+             "scaling": lambda: part_scaling(chunks=args.chunks),
              "frames": lambda: part_frames(args.frames),
              "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
                                                  args.memory_limit, args.iterates)}
