@@ -34,8 +34,8 @@ machine with ``benchmarks/bench_apply.py --methods``:
 
 and takes the cheaper.  With a 1024x1024 image this picks "direct" up to 3x3
 kernels in float32 and 5x5 in float64, and "fft" above.  With channels,
-"direct" is the cheaper of two layer engines (:func:`layer_costs`), each executing a
-:class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on chunks of
+"direct" is the cheaper of two layer engines (:func:`layer_costs`), each
+executing a :class:`~linconv._plans.LayerPlan`: channel-mixing GEMMs on chunks of
 stacked shifted copies (``GEMM_NS * C_out * C_in/groups * taps * outputs``
 for the products plus ``COPY_NS * C_in * taps * outputs`` for the copies),
 or, with one input channel per group (depthwise, single channel), batched
@@ -896,9 +896,10 @@ class DepthwiseEngine(_LayerEngine):
     A row is one channel's phase grids flattened over ``(batch, *grid)``; output
     row ``c`` is ``sum_t w[c, t] * phase_t[row, offset_t:]``.  The channels run in
     cache-sized blocks (:meth:`~linconv._plans.LayerPlan.channel_blocks`, shared
-    among the threads when the taps run in numpy, see :func:`_threads`): each block is placed on zeroed phase grids, run as one
-    multiply-add pass per tap (BLAS ``axpy``, see :func:`_multiply_add`) and
-    cropped into the output, so the grids never exist for the whole input.  A
+    among the threads when the taps run in numpy, see :func:`_threads`): each
+    block is placed on zeroed phase grids, run as one multiply-add pass per tap
+    (BLAS ``axpy``, see :func:`_multiply_add`) and cropped into the output, so
+    the grids never exist for the whole input.  A
     depth multiplier ``C_out / C_in = m > 1`` reads each input row for ``m``
     output rows.  The adjoint gathers with the conjugate weights from the output
     rows placed after ``tail`` zeros (the full correlation), one phase at a time,
@@ -951,7 +952,8 @@ class DepthwiseEngine(_LayerEngine):
                 out[:, c0 * m:c1 * m] = np.swapaxes(
                     rows.reshape((n * m, batch) + plan.grid)[_crop(plan)], 0, 1)
 
-        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length), _threads(dtype, length))
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length),
+                     _threads(dtype, length))
         return out
 
     def adjoint(self, y):
@@ -984,7 +986,8 @@ class DepthwiseEngine(_LayerEngine):
                 for phase, source, tgt in plan.placements:
                     out[(slice(None), slice(c0, c1)) + source] = grids[(phase, Ellipsis) + tgt]
 
-        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length), _threads(dtype, length))
+        _in_parallel(run, plan.channel_blocks(ch.in_channels, m, length),
+                     _threads(dtype, length))
         return extend_adjoint(g, out) if plan.extend else out
 
 
