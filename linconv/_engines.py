@@ -481,7 +481,8 @@ class _Transform:
 
     With channels the spectrum is ``(C_out, C_in // groups, *F)`` and each
     frequency mixes the channels of a group (``adjoint`` mixes back with the
-    conjugate).
+    conjugate).  Without channels the adjoint shares the forward spectrum and
+    multiplies by its conjugate in place: one spectrum in memory, not two.
     """
 
     def __init__(self, spectrum: np.ndarray, shape: tuple[int, ...], real: bool,
@@ -500,11 +501,15 @@ class _Transform:
 
     def conjugate(self) -> "_Transform":
         """Circular convolution with the conjugate spectrum: the adjoint."""
-        return _Transform(self.spectrum.conj(), self.shape, self.real, self.groups,
-                          not self.adjoint)
+        spectrum = self.spectrum.conj() if self.groups else self.spectrum
+        return _Transform(spectrum, self.shape, self.real, self.groups, not self.adjoint)
 
     def _mix(self, X):
         if not self.groups:
+            if self.adjoint:  # X conj(K) = conj(conj(X) K), all in place
+                np.conjugate(X, out=X)
+                X *= self.spectrum
+                return np.conjugate(X, out=X)
             X *= self.spectrum
             return X
         g = self.groups
@@ -517,8 +522,10 @@ class _Transform:
     def __call__(self, x):
         workers = get_workers()
         if self.real:
-            X = sp_fft.rfftn(x, s=self.shape, axes=self.axes, workers=workers)
-            return sp_fft.irfftn(self._mix(X), s=self.shape, axes=self.axes, workers=workers)
+            X = self._mix(sp_fft.rfftn(x, s=self.shape, axes=self.axes, workers=workers))
+            if len(self.axes) > 1:  # the inner axes in place (irfftn would copy X first)
+                X = sp_fft.ifftn(X, axes=self.axes[:-1], overwrite_x=True, workers=workers)
+            return sp_fft.irfft(X, n=self.shape[-1], axis=-1, workers=workers)
         X = sp_fft.fftn(x, s=self.shape, axes=self.axes, workers=workers)
         return sp_fft.ifftn(self._mix(X), s=self.shape, axes=self.axes, overwrite_x=True,
                             workers=workers)
