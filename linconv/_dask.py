@@ -160,10 +160,14 @@ class AxisPlan:
 
 
 # -- the operator on chunks ---------------------------------------------------------
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _local_operator(geometry: Geometry, weights_bytes: bytes, shape, dtype: str,
                     method: str) -> GeometryOperator:
-    """The in-memory operator of one block's valid-mode geometry (cached per process)."""
+    """The in-memory operator of one block's valid-mode geometry (cached per process).
+
+    Eight: an operator's plan can hold a block-sized spectrum, and a pass over
+    regular chunks meets a few block geometries (interior, edges) per operator.
+    """
     weights = np.frombuffer(weights_bytes, dtype=dtype).reshape(shape)
     return GeometryOperator(geometry, weights, method, np.dtype(dtype))
 
@@ -420,11 +424,27 @@ _STORE_ATTRIBUTE = "_linconv_zarr"
 
 
 def _store_of(x):
-    """The zarr array `x` reads unchanged, chunk for chunk (set by :meth:`_Iterates.keep`)."""
+    """The zarr array `x` reads unchanged, chunk for chunk: a kept iterate (set by
+    :meth:`_Iterates.keep`) or an array of ``da.from_zarr``; else None."""
     store = getattr(x, _STORE_ATTRIBUTE, None)
+    if store is None:
+        store = _from_zarr_source(x)
     if store is None or tuple(store.shape) != tuple(x.shape) or np.dtype(store.dtype) != x.dtype:
         return None
     return store
+
+
+def _from_zarr_source(x):
+    """The zarr array of ``da.from_zarr(...)`` (its graph: the array under the key
+    ``original-<name>`` and one layer of reads), else None."""
+    if not x.name.startswith("from-zarr-"):
+        return None
+    graph = x.__dask_graph__()
+    original = "original-" + x.name
+    if set(getattr(graph, "layers", ())) != {x.name, original}:
+        return None
+    source = graph.layers[original].get(original)
+    return source if type(source).__module__.partition(".")[0] == "zarr" else None
 
 
 def _read_block(store, index):
@@ -452,13 +472,26 @@ def _with_halo(function, axes, around, offsets, index, block, halos):
     return function(_assemble(cells, around, axes), block_id=index)
 
 
-def _assemble(cells, around, axes, prefix=()):
-    """Join the cells (by direction) along `axes`, the first axis outermost."""
-    level = len(prefix)
-    if level == len(axes):
-        return cells[prefix]
-    parts = [_assemble(cells, around, axes, prefix + (d,)) for d in around[level]]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axes[level])
+def _assemble(cells, around, axes):
+    """Join the cells (by direction along `axes`) into one new array: a single allocation,
+    since every block-sized allocation costs page faults on a dask worker (whose allocator
+    returns freed memory to the system at once)."""
+    if len(cells) == 1:
+        return cells[(0,) * len(axes)]
+    center = cells[(0,) * len(axes)]
+    widths = [{d: cells[tuple(d if b == a else 0 for b in range(len(axes)))].shape[axis]
+               for d in around[a]} for a, axis in enumerate(axes)]
+    shape = list(center.shape)
+    for a, axis in enumerate(axes):
+        shape[axis] = sum(widths[a].values())
+    out = np.empty(shape, np.result_type(*cells.values()))
+    for d, cell in cells.items():
+        index = [slice(None)] * out.ndim
+        for a, axis in enumerate(axes):
+            start = sum(widths[a][e] for e in around[a] if e < d[a])
+            index[axis] = slice(start, start + widths[a][d[a]])
+        out[tuple(index)] = cell
+    return out
 
 
 def _regions(targets: np.ndarray, n: int) -> list[tuple[int, int]]:
@@ -928,24 +961,75 @@ class _Iterates:
             out = dask.persist(*arrays.values(), *scalars)
             values = dask.compute(*out[len(names):])
             return dict(zip(names, out)), [np.asarray(v) for v in values]
-        import zarr
+        paths = self._paths(names)
+        stores = [_da().to_zarr(_regular(a), paths[name], compute=False, **self._raw())
+                  for name, a in arrays.items()]
+        values = dask.compute(*stores, *scalars)[len(stores):]
+        return self._open(paths), [np.asarray(v) for v in values]
+
+    def update(self, alpha: float, beta: float, old):
+        """CG's update on disk: ``x, r, p, s`` of the next iterate from `old` (``x, r, p,
+        N r, s``) and ``||r||^2``, one task per block that reads its blocks from the old
+        stores and writes each new block to its store at once, in place: at most four
+        blocks in memory (a graph of dask arrays holds the five inputs and the four
+        outputs of a block until the stores have run)."""
+        import dask
+        from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
         da = _da()
+        like = _regular(old[1])
+        old = [a if a.chunks == like.chunks else a.rechunk(like.chunks) for a in old]
+        paths = self._paths(("x", "r", "p", "s"))
+        outputs = {name: self._create(path, like) for name, path in paths.items()}
+        sources = [_store_of(a) for a in old]
+        name = "linconv-cg-update-" + tokenize(alpha, beta, *old, paths)
+        starts = [np.r_[0, np.cumsum(c)] for c in like.chunks]
+        dsk = {}
+        for index in np.ndindex(*like.numblocks):
+            region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))
+            block = functools.partial(_cg_update_block, alpha, beta, region, outputs, sources)
+            dsk[(name,) + index] = (block, *[(a.name,) + index for a, source in
+                                             zip(old, sources) if source is None])
+        graph = HighLevelGraph.from_collections(
+            name, dsk, dependencies=[a for a, source in zip(old, sources) if source is None])
+        squares = da.Array(graph, name, tuple((1,) * n for n in like.numblocks),
+                           dtype=np.float64, meta=np.empty((0,) * like.ndim, np.float64))
+        value, = dask.compute(squares.sum())
+        del outputs
+        return self._open(paths), [np.asarray(value)]
+
+    # -- stores ---------------------------------------------------------------
+    @staticmethod
+    def _raw():
+        import zarr
+        return {"compressors": None} if int(zarr.__version__.split(".")[0]) >= 3 else \
+            {"compressor": None}  # iterates hardly compress; the CPU is better spent
+
+    def _paths(self, names) -> dict:
         gc.collect()  # the stores of unreferenced iterates go now, before new ones are written
         os.makedirs(self.root, exist_ok=True)
         self.version += 1
-        paths = {name: os.path.join(self.root, f"{name}.{self.version}.zarr") for name in names}
-        raw = {"compressors": None} if int(zarr.__version__.split(".")[0]) >= 3 else \
-            {"compressor": None}  # iterates hardly compress; the CPU is better spent
-        stores = [da.to_zarr(_regular(a), paths[name], compute=False, **raw)
-                  for name, a in arrays.items()]
-        values = dask.compute(*stores, *scalars)[len(stores):]
+        return {name: os.path.join(self.root, f"{name}.{self.version}.zarr") for name in names}
+
+    def _create(self, path, like):
+        """An empty zarr array at `path` with the shape, chunks and dtype of `like`, open
+        for writing (created by dask's to_zarr, which knows every zarr version's API)."""
+        import zarr
+        _da().to_zarr(_da().empty(like.shape, chunks=like.chunks, dtype=like.dtype), path,
+                      compute=False, **self._raw())
+        return zarr.open_array(path, mode="r+")
+
+    def _open(self, paths) -> dict:
+        """The stores at `paths` as dask arrays whose stencils read their blocks themselves;
+        each store is deleted with the last array that reads it."""
+        import zarr
         kept = {}
-        for name in names:
-            store = zarr.open_array(paths[name], mode="r")
-            weakref.finalize(store, _remove, paths[name], self.root)
-            kept[name] = da.from_zarr(store)
-            setattr(kept[name], _STORE_ATTRIBUTE, store)  # the stencils read it themselves
-        return kept, [np.asarray(v) for v in values]
+        for name, path in paths.items():
+            store = zarr.open_array(path, mode="r")
+            weakref.finalize(store, _remove, path, self.root)
+            kept[name] = _da().from_zarr(store)
+            setattr(kept[name], _STORE_ATTRIBUTE, store)
+        return kept
 
 
 def _remove(path, root):
@@ -994,14 +1078,15 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
         z = op.adjoint(weighted(op.forward(v)))
         return z + d2 * v if d2 else z
 
-    def with_normal(arrays, products, r, more=()):
+    def with_normal(arrays, products, r, more=(), kept=False):
         """Keep `arrays` and ``N r`` (as "nr"), with `products`, `more` (scalars of `r` and
-        the kept arrays, computed in the last pass) and ``<r, N r>`` last."""
+        the kept arrays, computed in the last pass) and ``<r, N r>`` last (`kept`: `arrays`
+        are on disk already, and `products` computed)."""
         if not disk:
             nr = normal(r)
             return store.keep(dict(arrays, nr=nr),
                               products + [f(arrays) for f in more] + [_dot(r, nr)])
-        kept, values = store.keep(arrays, products)
+        kept, values = (arrays, products) if kept else store.keep(arrays, products)
         r = kept["r"]
         ar, more_values = store.keep({"ar": weighted(op.forward(r))},
                                      [f(kept) for f in more])
@@ -1046,12 +1131,16 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
                 alpha = gamma / (delta - beta * gamma / alpha_old)
                 old = [state[name] for name in ("x", "r", "p", "nr", "s")]
             # x, r, p, s of the next iterate, in one task per block (its reads too)
-            new = _da().map_blocks(functools.partial(_cg_update, alpha, beta), *old,
-                                   new_axis=0, chunks=((4,),) + old[0].chunks,
-                                   dtype=old[0].dtype)
-            arrays = dict(zip(("x", "r", "p", "s"), new))
-            del old, new, state  # the old iterates can go
-            state, values = with_normal(arrays, [_dot(arrays["r"])], arrays["r"], [objective])
+            if disk:
+                arrays, products = store.update(alpha, beta, old)
+            else:
+                new = _da().map_blocks(functools.partial(_cg_update, alpha, beta), *old,
+                                       new_axis=0, chunks=((4,),) + old[0].chunks,
+                                       dtype=old[0].dtype)
+                arrays, products = dict(zip(("x", "r", "p", "s"), new)), None
+            del old, state  # the old iterates can go
+            state, values = with_normal(arrays, products or [_dot(arrays["r"])], arrays["r"],
+                                        [objective], kept=disk)
             del arrays
             gamma_old, alpha_old = gamma, alpha
             gamma, value, delta = (float(v) for v in values)
@@ -1073,6 +1162,39 @@ def _cg_update(alpha, beta, x, r, p, nr, s):
     p = r + beta * p
     s = nr + beta * s
     return np.stack([x + alpha * p, r - alpha * s, p, s])
+
+
+def _cg_update_block(alpha, beta, region, outputs, sources, *blocks):
+    """:func:`_cg_update` of one block, on disk: the inputs ``x, r, p, N r, s`` (a zarr
+    array of `sources`, read here when it is needed, else the next of `blocks`), each
+    result written to its zarr array of `outputs` as soon as it is known; returns the
+    block's ``||r||^2``."""
+    given = iter(blocks)
+    inputs = [next(given) if source is None else source for source in sources]
+
+    def read(i):  # a block of our own, to update in place
+        if isinstance(inputs[i], np.ndarray):
+            return inputs[i].copy()  # dask's block: not ours to change
+        block = np.asarray(inputs[i][region])
+        return block if block.flags.writeable else block.copy()
+
+    r, p = read(1), read(2)
+    p *= beta
+    p += r  # r + beta p
+    outputs["p"][region] = p
+    nr, s = read(3), read(4)
+    s *= beta
+    s += nr  # N r + beta s
+    outputs["s"][region] = s
+    step = np.multiply(p, alpha, out=nr)
+    del p
+    x = read(0)
+    x += step
+    outputs["x"][region] = x
+    del x
+    r -= np.multiply(s, alpha, out=step)
+    outputs["r"][region] = r
+    return np.full((1,) * r.ndim, _dot(r))
 
 
 def _probe_block(shape, dtype, y_block, block_info=None):

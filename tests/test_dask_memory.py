@@ -51,6 +51,32 @@ def test_stencils_read_kept_blocks_from_the_store(tmp_path, boundary):
                                dense.T @ y.compute().ravel(), atol=1e-12)
 
 
+@pytest.mark.parametrize("boundary", ["zero", "reflect"])
+def test_stencils_read_a_users_zarr_store(tmp_path, boundary):
+    """An array of ``da.from_zarr`` is read by the block tasks themselves (the stencil's
+    wavefront of whole blocks would otherwise wait on the workers), with the oracle's
+    values; a computed array of it is not mistaken for the store."""
+    from linconv._dask import _store_of
+    rng = np.random.default_rng(1)
+    kernel = rng.random((5, 4))
+    x = rng.random((31, 26)).astype(np.float32)
+    da.to_zarr(da.from_array(x, chunks=(8, 9)), str(tmp_path / "x.zarr"))
+    stored = da.from_zarr(str(tmp_path / "x.zarr"))
+    assert _store_of(stored) is not None
+    assert _store_of(stored + 1) is None and _store_of(stored[:10]) is None
+    y = linconv.convolve(stored, kernel.astype(np.float32), "same", boundary=boundary)
+    if boundary == "zero":
+        assert not set(dict(y.__dask_graph__())) & set(dict(stored.__dask_graph__()))
+    case = Case(x.shape, kernel.shape, "same", boundary)
+    np.testing.assert_allclose(y.compute(), oracle_convolve(x.astype(float), kernel, case),
+                               rtol=1e-5, atol=1e-5)
+    shifted = linconv.convolve(stored + 1, kernel.astype(np.float32), "same",
+                               boundary=boundary)
+    np.testing.assert_allclose(shifted.compute(),
+                               oracle_convolve(x.astype(float) + 1, kernel, case),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_halo_pieces_are_copies():
     """A view would keep the whole block on the worker (and dask would count the view)."""
     block = np.arange(60.0).reshape(6, 10)
@@ -60,9 +86,11 @@ def test_halo_pieces_are_copies():
     np.testing.assert_array_equal(pieces[(1, 1)], block[:2, :0])
 
 
-def _dense_cg(N, b, iterations):
-    """Textbook CG on ``N x = b`` from zero (Hestenes-Stiefel), `iterations` steps."""
-    x, r = np.zeros_like(b), b.copy()
+def _dense_cg(N, b, iterations, x0=None):
+    """Textbook CG on ``N x = b`` from `x0` (zero by default; Hestenes-Stiefel),
+    `iterations` steps."""
+    x = np.zeros_like(b) if x0 is None else x0.copy()
+    r = b - N @ x
     p, gamma = r.copy(), r @ r
     for _ in range(iterations):
         q = N @ p
@@ -73,10 +101,12 @@ def _dense_cg(N, b, iterations):
     return x
 
 
-@pytest.mark.parametrize("mode", ["valid"])
-def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode):
+@pytest.mark.parametrize("mode, start", [("valid", None), ("same", "x0")])
+def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start):
     """The passes of the iterates on disk compute the iterates of the one pass in memory,
-    and both those of a textbook CG on the dense normal equations."""
+    and both those of a textbook CG on the dense normal equations (from zero: the first
+    update reads x from its task's input, the rest from the stores; from x0: all of them
+    from the stores)."""
     rng = np.random.default_rng(3)
     kernel = rng.random((5, 5))
     kernel /= kernel.sum()
@@ -86,14 +116,16 @@ def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode):
     y = A @ rng.random(A.shape[1])
     out_shape = shape if mode == "same" else (20, 18)
     damp, iterations = 0.5, 6
-    expected = _dense_cg(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y, iterations)
+    x0 = rng.random(A.shape[1]) if start else None
+    expected = _dense_cg(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y, iterations, x0)
     results = {}
     for where in ("memory", "disk"):
         with dask.config.set({"linconv.iterates": where,
                               "linconv.temporary-directory": str(tmp_path)}):
             result = deconvolve_dask(da.from_array(y.reshape(out_shape), chunks=(12, 10)),
                                      kernel, mode=mode, damp=damp, solver="cg", tol=1e-14,
-                                     maxiter=iterations)
+                                     maxiter=iterations, x0=None if x0 is None else
+                                     da.from_array(x0.reshape(shape), chunks=(12, 10)))
             assert f"iterates {'on disk' if where == 'disk' else 'in memory'}" in result.message
             assert result.iterations == iterations
             results[where] = (result.x.compute(), result.residual_norms)
