@@ -15,7 +15,8 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   start of each phase: exact, no sampling), in MiB and in chunks, and the RSS
   at the phase's end (the part of the peak that an idle worker keeps:
   allocator and bookkeeping, not chunks).  --size, --chunks, --memory-limit,
-  --iterations scale it down; with --iterates disk a scaled-down run keeps the
+  --iterations scale it down; --workers tuned (or both) runs it with the
+  settings of TUNED; with --iterates disk a scaled-down run keeps the
   iterates on disk as the full one does (same number of chunks per axis:
   --size 4096 --chunks 256, --size 8192 --chunks 512).  The cluster keeps
   dask's root-task queuing (distributed.scheduler.worker-saturation 1.1, the
@@ -27,8 +28,11 @@ Run: python benchmarks/bench_dask.py [--part all|outofcore|exact|scaling|overhea
   they agree to rounding.  (The crop of the 16384^2 solution is not compared:
   CG's step sizes are global inner products, so a crop is a different solve.)
 - scaling: throughput of the blur of an 8192^2 float32 image with 1 and 2
-  single-thread workers, with the number of tasks of its graph (scheduling
-  them is the serial part); --chunks sets the chunk size (default 1024).
+  single-thread workers, for chunks of 512^2, 1024^2 and 2048^2 (--chunks),
+  with dask's worker defaults and with the tuned settings of TUNED (--workers
+  dask|tuned|both; both by default).  Each task costs the scheduler and the
+  worker's event loop CPU of their own (a few ms), which two workers on two
+  cores must share: the smaller the chunks, the larger that share.
 - overhead: a 4096x4096 float32 image in one chunk, op.apply on dask (threaded
   scheduler) against op.apply in memory.
 - frames: a time-lapse of `frames` 1024x1024 frames deconvolved frame-parallel
@@ -57,11 +61,23 @@ KERNEL = gaussian_kernel(5, 1.0).astype(np.float32)
 DAMP = 0.05
 
 
-def cluster(n_workers, memory_limit="1GiB"):
+# The worker settings of docs/larger_than_memory.rst ("Settings for a cluster"): dask's
+# nanny sets MALLOC_TRIM_THRESHOLD_, which makes glibc map every allocation over 128 KiB
+# afresh (page faults on every block-sized temporary: half a block's time here); a higher
+# mmap threshold reuses freed heap memory instead.  The statistical profiler keeps an hour
+# of call trees per worker, memory that grows with the run.
+TUNED = {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 64 * 2**20,
+         "distributed.worker.profile.enabled": False}
+
+
+def cluster(n_workers, memory_limit="1GiB", tuned=False):
+    """A LocalCluster of `n_workers` single-thread worker processes (dask's defaults, or
+    with `tuned` the settings of :data:`TUNED`)."""
     from distributed import Client, LocalCluster
-    c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                     memory_limit=memory_limit, dashboard_address=":0",
-                     local_directory=os.path.join(ROOT, "spill"))
+    with dask.config.set(TUNED if tuned else {}):
+        c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                         memory_limit=memory_limit, dashboard_address=":0",
+                         local_directory=os.path.join(ROOT, "spill"))
     return c, Client(c)
 
 
@@ -130,12 +146,13 @@ def test_image(size, chunks=1024, dtype=np.float32):
     return (smooth + 0.5 * (texture > 0.97)).astype(dtype)
 
 
-def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB", iterates="auto"):
+def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB", iterates="auto",
+                   tuned=False):
     import dask.array as da
     from linconv._dask import deconvolve_dask
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
-    c, client = cluster(2, memory_limit=memory_limit)
+    c, client = cluster(2, memory_limit=memory_limit, tuned=tuned)
     chunk_bytes = chunks * chunks * 4
     ticks = []
     try:
@@ -164,7 +181,8 @@ def part_outofcore(size, iterations=30, chunks=1024, memory_limit="1GiB", iterat
         steps = np.diff(ticks)
         later = steps[1:] if len(steps) > 1 else np.array([np.nan])
         print(f"out-of-core {size}x{size} float32 ({size * size * 4 / 2**30:.3g} GiB), "
-              f"2 workers x 1 thread, memory_limit {memory_limit} each, {chunks}^2 chunks "
+              f"2 workers x 1 thread ({'tuned' if tuned else 'dask defaults'}), memory_limit "
+              f"{memory_limit} each, {chunks}^2 chunks "
               f"({chunk_bytes / 2**20:.3g} MiB, {(size // chunks) ** 2} of them; load average "
               f"{loads[0]:.1f} before the solve, {loads[1]:.1f} after)")
         print(f"  write image {t_write:.1f} s ({peak.report('write', chunk_bytes)})")
@@ -205,38 +223,59 @@ def part_exact(crop=4096, iterates="auto"):
           f"({'<=' if error <= 1e-6 else '>'} 1e-6)")
 
 
-def part_scaling(size=8192, repeat=5, chunks=1024):
+def _placed(client, x, chunks):
+    """`x` as a dask array of `chunks` held by the workers in bands of block rows, one
+    band each (as dask's scheduler assigns root tasks, a zarr store's say): the persisted
+    blocks of ``from_array`` land where the scheduler's first choices put them, 10 and 6
+    of 16 blocks in one run, which measures the placement instead of the scaling."""
     import dask.array as da
+    from dask.base import tokenize
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    name = "placed-" + tokenize(x, chunks, workers)
+    rows, cols = (-(-n // chunks) for n in x.shape)
+    graph = {}
+    for i in range(rows):
+        keys = [(name, i, j) for j in range(cols)]
+        blocks = [x[i * chunks:(i + 1) * chunks, j * chunks:(j + 1) * chunks] for j in range(cols)]
+        graph.update(zip(keys, client.scatter(blocks, workers=[workers[i * len(workers) // rows]])))
+    return da.Array(graph, name, chunks=chunks, shape=x.shape, dtype=x.dtype)
+
+
+def part_scaling(size=8192, repeat=5, chunk_sizes=(512, 1024, 2048), settings=(False, True)):
+    """Blur throughput with 1 and 2 workers for each chunk size and worker setting."""
     from distributed import wait
     x = np.asarray(test_image(size).compute())
-    rates, tasks = {}, 0
-    for n in (1, 2):
-        c, client = cluster(n, memory_limit="4GiB")
-        try:
-            dx = client.persist(da.from_array(x, chunks=chunks))
-            wait(dx)
-            times = []
-            for i in range(repeat + 1):
-                # a kernel scaled by 1 + 1e-6 i gives each repeat keys of its own: the same
-                # graph again would find its results on the workers, or (resubmitted while
-                # the scheduler still cancels them) fail with FuturesCancelledError
-                kernel = KERNEL * np.float32(1 + 1e-6 * i)
-                start = time.perf_counter()
-                blur = linconv.convolve(dx, kernel, "same", boundary="symmetric")
-                tasks = len(dict(blur.__dask_graph__())) - dx.npartitions
-                y = client.persist(blur)
-                wait(y)
-                times.append(time.perf_counter() - start)
-                client.cancel(y)
-                del y, blur
-            rates[n] = statistics.median(times[1:])
-        finally:
-            client.close()
-            c.close()
-    print(f"scaling: blur {size}x{size} float32 (5x5, symmetric), {chunks}^2 chunks "
-          f"({tasks} tasks, {tasks / (-(-size // chunks)) ** 2:.0f} per chunk; load average "
-          f"{os.getloadavg()[0]:.1f}): 1 worker {rates[1]:.2f} s, 2 workers {rates[2]:.2f} s, "
-          f"speed-up {rates[1] / rates[2]:.2f}x (goal >= 1.7x)")
+    for tuned in settings:
+        for chunks in chunk_sizes:
+            rates, tasks = {}, 0
+            for n in (1, 2):
+                c, client = cluster(n, memory_limit="4GiB", tuned=tuned)
+                try:
+                    dx = _placed(client, x, chunks)
+                    times = []
+                    for i in range(repeat + 1):
+                        # a kernel scaled by 1 + 1e-6 i gives each repeat keys of its own:
+                        # the same graph again would find its results on the workers, or
+                        # (resubmitted while the scheduler still cancels them) fail with
+                        # FuturesCancelledError
+                        kernel = KERNEL * np.float32(1 + 1e-6 * i)
+                        start = time.perf_counter()
+                        blur = linconv.convolve(dx, kernel, "same", boundary="symmetric")
+                        tasks = len(dict(blur.__dask_graph__())) - dx.npartitions
+                        y = client.persist(blur)
+                        wait(y)
+                        times.append(time.perf_counter() - start)
+                        client.cancel(y)
+                        del y, blur
+                    rates[n] = statistics.median(times[1:])
+                finally:
+                    client.close()
+                    c.close()
+            print(f"scaling ({'tuned workers' if tuned else 'dask defaults'}): blur {size}x{size} "
+                  f"float32 (5x5, symmetric), {chunks}^2 chunks ({tasks} tasks; load average "
+                  f"{os.getloadavg()[0]:.1f}): 1 worker {rates[1]:.2f} s, 2 workers "
+                  f"{rates[2]:.2f} s, speed-up {rates[1] / rates[2]:.2f}x (goal >= 1.7x)",
+                  flush=True)
 
 
 def part_overhead(size=4096, repeat=7):
@@ -292,17 +331,28 @@ def main():
     parser.add_argument("--size", type=int, default=16384)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=30, help="cg iterations (outofcore)")
-    parser.add_argument("--chunks", type=int, default=1024, help="chunk size (outofcore, scaling)")
+    parser.add_argument("--chunks", type=int, nargs="+", default=None,
+                        help="chunk size (outofcore: one, default 1024; scaling: any, default "
+                             "512 1024 2048)")
+    parser.add_argument("--workers", default=None, choices=["dask", "tuned", "both"],
+                        help="worker settings: dask's defaults, or TUNED (the allocator and "
+                             "profiler settings of docs/larger_than_memory.rst); default "
+                             "both for scaling, dask for outofcore")
     parser.add_argument("--memory-limit", default="1GiB", help="per worker (outofcore)")
     parser.add_argument("--iterates", default="auto", choices=["auto", "memory", "disk"],
                         help="dask config linconv.iterates (outofcore and exact; 'disk' for "
                              "the scaled-down runs, where 'auto' keeps them in memory)")
     args = parser.parse_args()
+    settings = {None: None, "dask": (False,), "tuned": (True,), "both": (False, True)}[
+        args.workers]
     parts = {"overhead": part_overhead, "exact": lambda: part_exact(iterates=args.iterates),
-             "scaling": lambda: part_scaling(chunks=args.chunks),
+             "scaling": lambda: part_scaling(chunk_sizes=args.chunks or (512, 1024, 2048),
+                                             settings=settings or (False, True)),
              "frames": lambda: part_frames(args.frames),
-             "outofcore": lambda: part_outofcore(args.size, args.iterations, args.chunks,
-                                                 args.memory_limit, args.iterates)}
+             "outofcore": lambda: [part_outofcore(args.size, args.iterations,
+                                                  (args.chunks or [1024])[0], args.memory_limit,
+                                                  args.iterates, tuned)
+                                   for tuned in settings or (False,)]}
     try:
         for name, run in parts.items():
             if args.part in ("all", name):
