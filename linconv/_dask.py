@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._engines import set_workers
+from ._engines import FFTEngine, set_workers
 from ._geometry import AxisGeometry, Geometry
 from ._operator import GeometryOperator, ShapedOperator, _View, operator_dtype
 from ._sparse import correlation_weights
@@ -165,11 +165,28 @@ def _local_operator(geometry: Geometry, weights_bytes: bytes, shape, dtype: str,
                     method: str) -> GeometryOperator:
     """The in-memory operator of one block's valid-mode geometry (cached per process).
 
-    Eight: an operator's plan can hold a block-sized spectrum, and a pass over
-    regular chunks meets a few block geometries (interior, edges) per operator.
+    A pass over regular chunks meets a few block geometries (interior, edges) per
+    operator, forward and adjoint.  Their FFT grids are mostly the same (block sizes
+    that differ by a halo round up to one fast length), so the FFT engines share
+    their block-sized spectra through :func:`_shared_transform_pair`.
     """
     weights = np.frombuffer(weights_bytes, dtype=dtype).reshape(shape)
-    return GeometryOperator(geometry, weights, method, np.dtype(dtype))
+    op = GeometryOperator(geometry, weights, method, np.dtype(dtype))
+    if isinstance(op._engine, FFTEngine):
+        op._engine.transform_pair = _shared_transform_pair
+    return op
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_transform_pair(kernel_bytes, kernel_shape, dtype, shape, offsets, real, groups):
+    kernel = np.frombuffer(kernel_bytes, dtype=dtype).reshape(kernel_shape)
+    return FFTEngine.transform_pair(kernel, shape, offsets, real, groups)
+
+
+def _shared_transform_pair(kernel, shape, offsets, real, groups):
+    """:meth:`FFTEngine.transform_pair`, one per process for each kernel and grid."""
+    return _cached_transform_pair(kernel.tobytes(), kernel.shape, kernel.dtype.str,
+                                  tuple(shape), tuple(offsets), real, groups)
 
 
 class ChunkedCorrelation:

@@ -62,7 +62,7 @@ import scipy.fft as sp_fft
 from scipy import ndimage
 
 from . import _pattern
-from ._factors import (circular_kernel, dilate, extend, extend_adjoint, place_circular,
+from ._factors import (dilate, extend, extend_adjoint, place_circular,
                        subsample, tap_slices, upsample)
 from ._geometry import Geometry
 from ._plans import SparsePlan, direct_plan, fft_plan, layer_plan, polyphase
@@ -497,6 +497,7 @@ class _Transform:
         forward = sp_fft.rfftn if real else sp_fft.fftn
         spectrum = forward(kernel_circular, axes=tuple(range(-len(shape), 0)),
                            workers=get_workers())
+        spectrum.flags.writeable = False  # engines may share it
         return cls(spectrum, tuple(shape), real, groups)
 
     def conjugate(self) -> "_Transform":
@@ -590,8 +591,17 @@ class FFTEngine(_MatrixOnDemand):
             return (_OverlapSave(dilated, block, self.real_kernel),
                     _OverlapSave(np.flip(dilated).conj(), block, self.real_kernel))
         groups = g.channels.groups if g.channels else 0
-        transform = _Transform.of_kernel(circular_kernel(g, weights, plan.shape, plan.offsets),
-                                         plan.shape, self.real_kernel, groups)
+        return self.transform_pair(dilate(g, weights), plan.shape, plan.offsets,
+                                   self.real_kernel, groups)
+
+    @staticmethod
+    def transform_pair(kernel, shape, offsets, real, groups):
+        """(forward, adjoint) transforms of the dilated `kernel` placed at `offsets` on a
+        grid of `shape`.  Everything the spectrum depends on is an argument, so a cache
+        of this function is shared by every engine with the same grid (the blocks of a
+        dask array, :func:`linconv._dask._local_operator`, set one per instance)."""
+        transform = _Transform.of_kernel(place_circular(kernel, shape, offsets), shape, real,
+                                         groups)
         return transform, transform.conjugate()
 
     def _transforms_for(self, x):

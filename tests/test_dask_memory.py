@@ -86,6 +86,31 @@ def test_halo_pieces_are_copies():
     np.testing.assert_array_equal(pieces[(1, 1)], block[:2, :0])
 
 
+def test_block_operators_share_one_spectrum():
+    """The interior and edge blocks, forward and adjoint, of a float32 FFT blur round up
+    to one transform grid: one spectrum in the process, not one per block geometry.
+    Kernels and dtypes that differ get spectra of their own (scipy.signal oracle)."""
+    import scipy.signal
+    from linconv._dask import _cached_transform_pair, _local_operator
+    _local_operator.cache_clear()
+    _cached_transform_pair.cache_clear()
+    rng = np.random.default_rng(2)
+    x = rng.random((600, 600)).astype(np.float32)
+    dx = da.from_array(x, chunks=200)
+    results = {}
+    for name, kernel in {"a": rng.random((7, 7)), "b": rng.random((7, 7))}.items():
+        op = linconv.ConvolutionOperator(kernel.astype(np.float32), x.shape, "same",
+                                         method="fft")
+        results[name] = kernel, op.apply(dx).compute(), op.H.apply(dx).compute()
+    assert _local_operator.cache_info().currsize >= 6  # interior and edge geometries
+    assert _cached_transform_pair.cache_info().currsize == 2  # one spectrum per kernel
+    for kernel, y, z in results.values():
+        k32 = kernel.astype(np.float32).astype(np.float64)
+        np.testing.assert_allclose(y, scipy.signal.convolve(x, k32, "same"), atol=2e-4)
+        full = scipy.signal.correlate(x.astype(np.float64), k32, "full")
+        np.testing.assert_allclose(z, full[3:-3, 3:-3], atol=2e-4)
+
+
 def _dense_cg(N, b, iterations, x0=None):
     """Textbook CG on ``N x = b`` from `x0` (zero by default; Hestenes-Stiefel),
     `iterations` steps."""
