@@ -43,6 +43,7 @@ import math
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -418,20 +419,19 @@ def _halo_map(function, x, depth, chunks, dtype):
     cut = functools.partial(_halo_pieces, axes, tuple(depth[a] for a in axes))
     starts = [np.r_[0, np.cumsum(c)] for c in x.chunks]
     for index in np.ndindex(*x.numblocks):
-        if store is None:
-            source = (x.name,) + index
-        else:
-            source = (functools.partial(_read_block, store, tuple(
-                slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))),)
+        read, block = None, [(x.name,) + index]
+        if store is not None:
+            read, block = functools.partial(_read_block, store, tuple(
+                slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))), []
         if axes:
-            dsk[(halo,) + index] = (cut, source)
+            dsk[(halo,) + index] = (cut, (read,) if read else block[0])
         around = [[d for d in (-1, 0, 1) if d == 0 or (
             0 <= index[a] + d < x.numblocks[a] and depth[a][(d + 1) // 2])] for a in axes]
         offsets = [d for d in itertools.product(*around) if any(d)]
         keys = [(halo,) + tuple(i + (d[axes.index(a)] if a in axes else 0)
                                 for a, i in enumerate(index)) for d in offsets]
         dsk[(name,) + index] = (functools.partial(_with_halo, function, axes, tuple(around),
-                                                  tuple(offsets), index), source, keys)
+                                                  tuple(offsets), index, read), keys, *block)
     graph = HighLevelGraph.from_collections(name, dsk,
                                             dependencies=[] if store is not None else [x])
     return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, dtype))
@@ -483,10 +483,14 @@ def _halo_pieces(axes, depth, block):
     return pieces
 
 
-def _with_halo(function, axes, around, offsets, index, block, halos):
+def _with_halo(function, axes, around, offsets, index, read, halos, *block):
+    """`function` of the block (dask's, else `read` from its store here: then it is freed
+    once joined with its halos) with its neighbours' pieces."""
     cells = {d: pieces[d] for d, pieces in zip(offsets, halos)}
-    cells[(0,) * len(axes)] = block
-    return function(_assemble(cells, around, axes), block_id=index)
+    cells[(0,) * len(axes)] = read() if read else block[0]
+    joined = _assemble(cells, around, axes)
+    del cells
+    return function(joined, block_id=index)
 
 
 def _assemble(cells, around, axes):
@@ -968,21 +972,41 @@ class _Iterates:
     def describe(self) -> str:
         return "in memory" if self.where == "memory" else f"on disk (zarr stores in {self.root})"
 
-    def keep(self, arrays: dict, scalars=()):
-        """Compute `arrays` (a dict of dask arrays) and `scalars` (small dask arrays) in one
-        pass; return the kept arrays (persisted, or read back from disk) and the scalars'
-        values (numpy arrays)."""
+    def keep(self, arrays: dict, scalars=(), dots=()):
+        """Compute `arrays` (a dict of dask arrays), `scalars` (small dask arrays) and `dots`
+        in one pass; return the kept arrays (persisted, or read back from disk) and the
+        values (numpy arrays) of the scalars, then of the dots.
+
+        `dots` are pairs ``(name, v)``: ``Re <arrays[name], v>`` for a dask array `v` of
+        the shape of ``arrays[name]``.  On disk they are summed in the tasks that write
+        the blocks, so a block's one reader is the task that stores it: nothing waits on
+        the workers for a second reader.
+        """
         import dask
         names = list(arrays)
         if self.where == "memory":
+            scalars = list(scalars) + [_dot(arrays[name], v) for name, v in dots]
             out = dask.persist(*arrays.values(), *scalars)
             values = dask.compute(*out[len(names):])
             return dict(zip(names, out)), [np.asarray(v) for v in values]
         paths = self._paths(names)
-        stores = [_da().to_zarr(_regular(a), paths[name], compute=False, **self._raw())
-                  for name, a in arrays.items()]
-        values = dask.compute(*stores, *scalars)[len(stores):]
-        return self._open(paths), [np.asarray(v) for v in values]
+        shapes = {}  # the arrays of each shape, written by one task per block
+        for name in names:
+            shapes.setdefault(arrays[name].shape, []).append(name)
+        sums, order = [], []
+        for group in shapes.values():
+            like = _regular(arrays[group[0]])
+            outputs = {name: self._create(paths[name], like) for name in group}
+            ours = [(d, v) for d, (name, v) in enumerate(dots) if name in outputs]
+            pairs = tuple((group.index(dots[d][0]), len(group) + i) for i, (d, _) in
+                          enumerate(ours))
+            sums.append(_block_sums("linconv-keep-", functools.partial(
+                _keep_block, outputs, pairs), [*(arrays[n] for n in group),
+                                               *(v for _, v in ours)], len(pairs), like))
+            order += [d for d, _ in ours]
+        values = dask.compute(*scalars, *sums)
+        products = np.concatenate(values[len(scalars):])[np.argsort(order)]
+        return self._open(paths), [np.asarray(v) for v in values[:len(scalars)]] + list(products)
 
     def update(self, alpha: float, beta: float, old):
         """CG's update on disk: ``x, r, p, s`` of the next iterate from `old` (``x, r, p,
@@ -991,29 +1015,15 @@ class _Iterates:
         blocks in memory (a graph of dask arrays holds the five inputs and the four
         outputs of a block until the stores have run)."""
         import dask
-        from dask.base import tokenize
-        from dask.highlevelgraph import HighLevelGraph
-        da = _da()
         like = _regular(old[1])
-        old = [a if a.chunks == like.chunks else a.rechunk(like.chunks) for a in old]
         paths = self._paths(("x", "r", "p", "s"))
         outputs = {name: self._create(path, like) for name, path in paths.items()}
-        sources = [_store_of(a) for a in old]
-        name = "linconv-cg-update-" + tokenize(alpha, beta, *old, paths)
-        starts = [np.r_[0, np.cumsum(c)] for c in like.chunks]
-        dsk = {}
-        for index in np.ndindex(*like.numblocks):
-            region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))
-            block = functools.partial(_cg_update_block, alpha, beta, region, outputs, sources)
-            dsk[(name,) + index] = (block, *[(a.name,) + index for a, source in
-                                             zip(old, sources) if source is None])
-        graph = HighLevelGraph.from_collections(
-            name, dsk, dependencies=[a for a, source in zip(old, sources) if source is None])
-        squares = da.Array(graph, name, tuple((1,) * n for n in like.numblocks),
-                           dtype=np.float64, meta=np.empty((0,) * like.ndim, np.float64))
-        value, = dask.compute(squares.sum())
+        squares = _block_sums("linconv-cg-update-",
+                              functools.partial(_cg_update_block, alpha, beta, outputs), old, 1,
+                              like)
+        value, = dask.compute(squares)
         del outputs
-        return self._open(paths), [np.asarray(value)]
+        return self._open(paths), [value[0]]
 
     # -- stores ---------------------------------------------------------------
     @staticmethod
@@ -1088,28 +1098,31 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     store = _Iterates(5 * image_bytes + (1 + (w is not None)) * data_bytes)
     disk = store.where == "disk"
 
+    # element-wise steps with a kept array run in the tasks of the blocks they combine
     def weighted(v):
-        return v if w is None else w * v
+        return v if w is None else _elementwise(np.multiply, v, w)
 
     def normal(v):
         z = op.adjoint(weighted(op.forward(v)))
-        return z + d2 * v if d2 else z
+        return _elementwise(functools.partial(_plus_scaled, d2), z, v) if d2 else z
 
-    def with_normal(arrays, products, r, more=(), kept=False):
-        """Keep `arrays` and ``N r`` (as "nr"), with `products`, `more` (scalars of `r` and
-        the kept arrays, computed in the last pass) and ``<r, N r>`` last (`kept`: `arrays`
-        are on disk already, and `products` computed)."""
+    def with_normal(arrays, products, r, more=(), kept=False, dots=()):
+        """Keep `arrays` and ``N r`` (as "nr"), with the values of `products`, `dots` (see
+        :meth:`_Iterates.keep`), `more` (scalars of `r` and the kept arrays, computed in
+        the last pass) and ``<r, N r>`` last (`kept`: `arrays` are on disk already, and
+        `products` computed)."""
         if not disk:
             nr = normal(r)
-            return store.keep(dict(arrays, nr=nr),
-                              products + [f(arrays) for f in more] + [_dot(r, nr)])
-        kept, values = (arrays, products) if kept else store.keep(arrays, products)
+            return store.keep(dict(arrays, nr=nr), products + [_dot(arrays[name], v) for
+                                                               name, v in dots]
+                              + [f(arrays) for f in more] + [_dot(r, nr)])
+        kept, values = (arrays, products) if kept else store.keep(arrays, products, dots)
         r = kept["r"]
         ar, more_values = store.keep({"ar": weighted(op.forward(r))},
                                      [f(kept) for f in more])
         nr = op.adjoint(ar.pop("ar"))
-        nr = nr + d2 * r if d2 else nr
-        last, last_values = store.keep({"nr": nr}, [_dot(r, nr)])
+        nr = _elementwise(functools.partial(_plus_scaled, d2), nr, r) if d2 else nr
+        last, last_values = store.keep({"nr": nr}, dots=[("nr", r)])
         return dict(kept, **last), values + more_values + last_values
 
     # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
@@ -1120,22 +1133,23 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     if x0 is not None:
         start["x"] = x0.rechunk(rhs.chunks)
     start["r"] = rhs if x0 is None else rhs - normal(start["x"])
-    products = [_dot(start["r"])] + ([_dot(rhs)] if x0 is not None else [])
-    state, values = with_normal(start, products, start["r"])
+    products = [_dot(rhs)] if x0 is not None else []
+    state, values = with_normal(start, products, start["r"], dots=[("r", start["r"])])
     del start, rhs, products
     yb, w = state.pop("y"), state.pop("w", None)
     if x0 is None:
         state["x"] = _da().zeros_like(state["r"])
-    gamma, delta = float(values[0]), float(values[-1])
-    bnorm = math.sqrt(float(values[1]) if x0 is not None else gamma)
+    gamma, delta = float(values[-2]), float(values[-1])
+    bnorm = math.sqrt(float(values[0]) if x0 is not None else gamma)
     maxiter = 1000 if maxiter is None else int(maxiter)
     norms, converged, k = [], gamma == 0, 0
     bar = _progress(progress, maxiter, "deconvolve (cg, dask)")
 
     def objective(kept):
         """``||sqrt(w) (A x - (y - b))||^2 + damp^2 ||x||^2`` of the kept `x`."""
-        misfit = op.forward(kept["x"]) - yb
-        value = _dot(misfit, weighted(misfit))
+        ax = op.forward(kept["x"])
+        value = _block_sums("linconv-misfit-", _misfit_block, [ax, yb] + ([w] if w is not None
+                                                                           else []), 1)[0]
         return value + d2 * _dot(kept["x"]) if d2 else value
 
     try:
@@ -1181,37 +1195,128 @@ def _cg_update(alpha, beta, x, r, p, nr, s):
     return np.stack([x + alpha * p, r - alpha * s, p, s])
 
 
-def _cg_update_block(alpha, beta, region, outputs, sources, *blocks):
-    """:func:`_cg_update` of one block, on disk: the inputs ``x, r, p, N r, s`` (a zarr
-    array of `sources`, read here when it is needed, else the next of `blocks`), each
-    result written to its zarr array of `outputs` as soon as it is known; returns the
-    block's ``||r||^2``."""
+def _block_map(label, function, inputs, chunks=None, dtype=None, like=None):
+    """One task per block of `like` (default the first of `inputs`), ``function(region,
+    inputs)``: `region`
+    the block's slices, `inputs` the blocks of the dask arrays `inputs` or, for those that
+    read a zarr store unchanged (:func:`_store_of`), the store itself, read in the task.
+
+    A block read in the task is not a task of its own: dask's read tasks are roots,
+    run when the scheduler's queue reaches them, and the task that combines a read with
+    a stencil's block (placed by its inputs on either worker) made the stencil's block
+    wait on one worker or travel to the other.  Returns a dask array of `chunks` (by
+    default `like`'s) and `dtype` (by default `like`'s).
+    """
+    from dask.highlevelgraph import HighLevelGraph
+    like = inputs[0] if like is None else like
+    sources = tuple(_store_of(a) for a in inputs)
+    inputs = [a if source is not None else _rechunk(a, like.chunks)
+              for a, source in zip(inputs, sources)]
+    name = label + uuid.uuid4().hex  # new stores each time: nothing to share with other graphs
+    starts = [np.r_[0, np.cumsum(c)] for c in like.chunks]
+    extra = (0,) * (len(chunks) - like.ndim) if chunks else ()
+    dsk = {}
+    for index in np.ndindex(*like.numblocks):
+        region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))
+        dsk[(name,) + index + extra] = (
+            functools.partial(_run_block, function, region, sources),
+            *[(a.name,) + index for a, source in zip(inputs, sources) if source is None])
+    graph = HighLevelGraph.from_collections(
+        name, dsk, dependencies=[a for a, source in zip(inputs, sources) if source is None])
+    dtype = np.dtype(dtype or like.dtype)
+    chunks = chunks or like.chunks
+    return _da().Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype))
+
+
+def _run_block(function, region, sources, *blocks):
     given = iter(blocks)
-    inputs = [next(given) if source is None else source for source in sources]
+    return function(region, [next(given) if source is None else source for source in sources])
 
-    def read(i):  # a block of our own, to update in place
-        if isinstance(inputs[i], np.ndarray):
-            return inputs[i].copy()  # dask's block: not ours to change
-        block = np.asarray(inputs[i][region])
-        return block if block.flags.writeable else block.copy()
 
-    r, p = read(1), read(2)
+def _block_sums(label, function, inputs, width, like=None):
+    """:func:`_block_map` of a `function` that returns `width` numbers per block: their
+    sums over the blocks, a dask array."""
+    like = inputs[0] if like is None else like
+    chunks = tuple((1,) * n for n in like.numblocks) + ((width,),)
+    sums = _block_map(label, functools.partial(_as_sums, function), inputs, chunks, np.float64,
+                      like)
+    return sums.sum(axis=tuple(range(like.ndim)))
+
+
+def _as_sums(function, region, inputs):
+    return np.asarray(function(region, inputs), np.float64).reshape((1,) * len(region) + (-1,))
+
+
+def _elementwise(function, *arrays):
+    """``function(*blocks)`` block by block (:func:`_block_map`: stores read in the task)."""
+    return _block_map("linconv-elementwise-", functools.partial(_elementwise_block, function),
+                      list(arrays), dtype=np.result_type(*arrays))
+
+
+def _elementwise_block(function, region, inputs):
+    return function(*(_read_only(a, region) for a in inputs))
+
+
+def _plus_scaled(c, z, v):
+    """``z + c v``."""
+    return z + c * v
+
+
+def _misfit_block(region, inputs):
+    """``||sqrt(w) (A x - y)||^2`` of a block, from the blocks ``A x, y[, w]``."""
+    ax, yb, *w = (_read_only(a, region) for a in inputs)
+    misfit = ax - yb
+    return [_dot(misfit, w[0] * misfit if w else misfit)]
+
+
+def _own_block(source, region):
+    """The block of `source` (a zarr store, or dask's block: not ours to change) at
+    `region`, as an array of our own to change in place."""
+    if isinstance(source, np.ndarray):
+        return source.copy()
+    block = np.asarray(source[region])
+    return block if block.flags.writeable else block.copy()
+
+
+def _read_only(source, region):
+    return source if isinstance(source, np.ndarray) else np.asarray(source[region])
+
+
+def _keep_block(outputs, pairs, region, inputs):
+    """Write the blocks of the kept arrays (the first ``len(outputs)`` inputs) to their
+    stores; return the dots of `pairs` (input indices), each read once."""
+    blocks = {}
+    for i, store in enumerate(outputs.values()):
+        blocks[i] = _read_only(inputs[i], region)
+        store[region] = blocks[i]
+    for i, j in pairs:
+        for k in (i, j):
+            if k not in blocks:
+                blocks[k] = _read_only(inputs[k], region)
+    return [_dot(blocks[i], blocks[j]) for i, j in pairs]
+
+
+def _cg_update_block(alpha, beta, outputs, region, inputs):
+    """:func:`_cg_update` of one block, on disk: the inputs ``x, r, p, N r, s`` read when
+    they are needed, each result written to its zarr array of `outputs` as soon as it is
+    known; returns the block's ``||r||^2``."""
+    r, p = _own_block(inputs[1], region), _own_block(inputs[2], region)
     p *= beta
     p += r  # r + beta p
     outputs["p"][region] = p
-    nr, s = read(3), read(4)
+    nr, s = _own_block(inputs[3], region), _own_block(inputs[4], region)
     s *= beta
     s += nr  # N r + beta s
     outputs["s"][region] = s
     step = np.multiply(p, alpha, out=nr)
     del p
-    x = read(0)
+    x = _own_block(inputs[0], region)
     x += step
     outputs["x"][region] = x
     del x
     r -= np.multiply(s, alpha, out=step)
     outputs["r"][region] = r
-    return np.full((1,) * r.ndim, _dot(r))
+    return [_dot(r)]
 
 
 def _probe_block(shape, dtype, y_block, block_info=None):
