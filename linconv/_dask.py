@@ -1090,7 +1090,12 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     thin halos pass between tasks and a worker holds a few blocks at a time.
     In one pass, the blocks of ``r`` and ``A r`` wait on the workers until the
     neighbours' stencils have run: rows of blocks, most of the workers' memory
-    at 16 blocks per axis.  (The values are the same either way.)
+    at 16 blocks per axis.  (The values are the same either way.)  Every block
+    a stencil computes has one reader, in which the kept arrays it is combined
+    with (``w``, ``y - b``, ``r``) are read and the dots are summed
+    (:func:`_block_map`, :meth:`_Iterates.keep`): a block that waited for a
+    second reader, or for a read task of the scheduler's queue, held 4-9
+    blocks on a worker.
     """
     d2 = damp * damp
     image_bytes = math.prod(op.geometry.input_shape) * op.dtype.itemsize

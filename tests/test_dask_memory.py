@@ -2,6 +2,8 @@
 the kept iterates, and halo pieces that are copies.  Oracles: np.pad + scipy.signal
 (tests/cases.py) and the dense normal equations."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -126,12 +128,14 @@ def _dense_cg(N, b, iterations, x0=None):
     return x
 
 
-@pytest.mark.parametrize("mode, start", [("valid", None), ("same", "x0")])
-def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start):
+@pytest.mark.parametrize("mode, start, weighted", [("valid", None, False),
+                                                   ("same", "x0", False),
+                                                   ("same", None, True)])
+def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start, weighted):
     """The passes of the iterates on disk compute the iterates of the one pass in memory,
     and both those of a textbook CG on the dense normal equations (from zero: the first
     update reads x from its task's input, the rest from the stores; from x0: all of them
-    from the stores)."""
+    from the stores; with weights, kept on disk and read by the tasks that use them)."""
     rng = np.random.default_rng(3)
     kernel = rng.random((5, 5))
     kernel /= kernel.sum()
@@ -140,17 +144,20 @@ def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start):
     A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape)
     y = A @ rng.random(A.shape[1])
     out_shape = shape if mode == "same" else (20, 18)
+    w = rng.uniform(0.2, 2.0, y.size) if weighted else np.ones(y.size)
     damp, iterations = 0.5, 6
     x0 = rng.random(A.shape[1]) if start else None
-    expected = _dense_cg(A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y, iterations, x0)
+    expected = _dense_cg(A.T @ (w[:, None] * A) + damp**2 * np.eye(A.shape[1]), A.T @ (w * y),
+                         iterations, x0)
     results = {}
     for where in ("memory", "disk"):
         with dask.config.set({"linconv.iterates": where,
                               "linconv.temporary-directory": str(tmp_path)}):
+            weights = da.from_array(w.reshape(out_shape), chunks=(7, 9)) if weighted else None
             result = deconvolve_dask(da.from_array(y.reshape(out_shape), chunks=(12, 10)),
                                      kernel, mode=mode, damp=damp, solver="cg", tol=1e-14,
-                                     maxiter=iterations, x0=None if x0 is None else
-                                     da.from_array(x0.reshape(shape), chunks=(12, 10)))
+                                     maxiter=iterations, weights=weights, x0=None if x0 is None
+                                     else da.from_array(x0.reshape(shape), chunks=(12, 10)))
             assert f"iterates {'on disk' if where == 'disk' else 'in memory'}" in result.message
             assert result.iterations == iterations
             results[where] = (result.x.compute(), result.residual_norms)
@@ -159,5 +166,37 @@ def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start):
     np.testing.assert_allclose(nd, nm, rtol=1e-12)
     np.testing.assert_allclose(xd.ravel(), expected, atol=1e-10)
     misfit = A @ expected - y
-    assert nd[-1] == pytest.approx(np.sqrt(misfit @ misfit + damp**2 * expected @ expected),
+    assert nd[-1] == pytest.approx(np.sqrt(misfit @ (w * misfit) + damp**2 * expected @ expected),
                                    rel=1e-10)
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_keep_returns_arrays_scalars_and_dots(tmp_path, where):
+    """_Iterates.keep of arrays of two shapes with uneven chunks: the arrays back, the
+    scalars' values, then the dots in the order given (numpy's dot products)."""
+    rng = np.random.default_rng(4)
+    a, b, u, v = rng.random((23, 19)), rng.random((9, 30)), rng.random((23, 19)), \
+        rng.random((9, 30))
+    with dask.config.set({"linconv.iterates": where,
+                          "linconv.temporary-directory": str(tmp_path)}):
+        store = _Iterates(1)
+    arrays = {"a": da.from_array(a, chunks=(6, (4, 15))), "b": da.from_array(b, chunks=4)}
+    kept, values = store.keep(arrays, [arrays["a"].sum()], dots=[
+        ("b", da.from_array(v, chunks=5)), ("a", da.from_array(u, chunks=7)),
+        ("a", arrays["a"])])
+    np.testing.assert_array_equal(kept["a"].compute(), a)
+    np.testing.assert_array_equal(kept["b"].compute(), b)
+    np.testing.assert_allclose(values, [a.sum(), np.vdot(b, v), np.vdot(a, u), np.vdot(a, a)],
+                               rtol=1e-13)
+
+
+def test_elementwise_reads_kept_arrays_in_its_tasks(tmp_path):
+    """An element-wise step with a kept array does not depend on the store's read tasks
+    (roots that wait in the scheduler's queue), with numpy's values."""
+    from linconv._dask import _elementwise, _plus_scaled
+    rng = np.random.default_rng(5)
+    x, z = rng.random((17, 13)), rng.random((17, 13))
+    kept, _ = _kept(tmp_path, x, (5, 6))
+    out = _elementwise(functools.partial(_plus_scaled, 0.25), da.from_array(z, chunks=4), kept)
+    assert not set(dict(out.__dask_graph__())) & set(dict(kept.__dask_graph__()))
+    np.testing.assert_allclose(out.compute(), z + 0.25 * x, rtol=1e-15)
