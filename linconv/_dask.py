@@ -1005,7 +1005,7 @@ class _Iterates:
                                                *(v for _, v in ours)], len(pairs), like))
             order += [d for d, _ in ours]
         values = dask.compute(*scalars, *sums)
-        products = np.concatenate(values[len(scalars):])[np.argsort(order)]
+        products = np.concatenate([np.zeros(0), *values[len(scalars):]])[np.argsort(order)]
         return self._open(paths), [np.asarray(v) for v in values[:len(scalars)]] + list(products)
 
     def update(self, alpha: float, beta: float, old):
@@ -1201,10 +1201,10 @@ def _cg_update(alpha, beta, x, r, p, nr, s):
 
 
 def _block_map(label, function, inputs, chunks=None, dtype=None, like=None):
-    """One task per block of `like` (default the first of `inputs`), ``function(region,
-    inputs)``: `region`
-    the block's slices, `inputs` the blocks of the dask arrays `inputs` or, for those that
-    read a zarr store unchanged (:func:`_store_of`), the store itself, read in the task.
+    """One task per block of `like` (default the first of `inputs`) that returns
+    ``function(region, inputs)``: `region` the block's slices, `inputs` the blocks of the
+    dask arrays `inputs` or, for those that read a zarr store unchanged
+    (:func:`_store_of`), the store itself, read in the task.
 
     A block read in the task is not a task of its own: dask's read tasks are roots,
     run when the scheduler's queue reaches them, and the task that combines a read with
@@ -1255,7 +1255,7 @@ def _as_sums(function, region, inputs):
 def _elementwise(function, *arrays):
     """``function(*blocks)`` block by block (:func:`_block_map`: stores read in the task)."""
     return _block_map("linconv-elementwise-", functools.partial(_elementwise_block, function),
-                      list(arrays), dtype=np.result_type(*arrays))
+                      list(arrays), dtype=np.result_type(*(a.dtype for a in arrays)))
 
 
 def _elementwise_block(function, region, inputs):

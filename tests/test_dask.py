@@ -361,7 +361,17 @@ def _numpy_rl(A, y, w, b, x, iterations):
     return x
 
 
-def test_richardson_lucy_on_dask_against_numpy():
+@pytest.fixture(params=["memory", "disk"])
+def iterates(request, tmp_path):
+    """The solvers' iterates persisted, or in zarr stores (when zarr is installed)."""
+    if request.param == "disk":
+        pytest.importorskip("zarr")
+    with dask.config.set({"linconv.iterates": request.param,
+                          "linconv.temporary-directory": str(tmp_path)}):
+        yield request.param
+
+
+def test_richardson_lucy_on_dask_against_numpy(iterates):
     rng = np.random.default_rng(6)
     kernel, A = _problem(rng, boundary="symmetric")
     y = rng.poisson(A @ (50 * rng.random(A.shape[1])) + 2.0).astype(float)
@@ -371,6 +381,7 @@ def test_richardson_lucy_on_dask_against_numpy():
                              boundary="symmetric", solver="richardson-lucy", weights=w.reshape(
                                  20, 18), background=2.0, x0=x0.reshape(20, 18), maxiter=8)
     expected = _numpy_rl(A, y, w, 2.0, x0, 8)
+    assert ("iterates on disk" in result.message) == (iterates == "disk")
     np.testing.assert_allclose(result.x.compute().ravel(), expected, rtol=1e-10)
     assert result.iterations == 8 and not result.converged  # maxiter, not a stopping rule
     assert result.residual_norms[-1] == pytest.approx(
@@ -385,7 +396,7 @@ def test_richardson_lucy_on_dask_against_numpy():
     assert np.all(result.x.compute() >= 0)
 
 
-def test_richardson_lucy_stopping_rule_as_in_memory():
+def test_richardson_lucy_stopping_rule_as_in_memory(iterates):
     """Without maxiter: the in-memory rule (risk estimate with a Monte-Carlo divergence),
     the same iterate and iteration count as linconv.deconvolve on the numpy array."""
     rng = np.random.default_rng(9)
@@ -399,6 +410,7 @@ def test_richardson_lucy_stopping_rule_as_in_memory():
     options["weights"] = (rng.random(y.shape) > 0.1) * rng.uniform(0.5, 1.5, y.shape)
     expected = linconv.deconvolve(y, kernel, **options)
     result = deconvolve_dask(da.from_array(y, chunks=(16, 15)), kernel, **options)
+    assert ("iterates on disk" in result.message) == (iterates == "disk")
     assert (result.iterations, result.converged) == (expected.iterations, expected.converged)
     assert 5 < result.iterations < 60
     np.testing.assert_allclose(result.x.compute(), expected.x, rtol=1e-9, atol=1e-9)
