@@ -747,9 +747,9 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       the noise model of that rule is fitted on the central crop of at most
       1024 samples per axis (the whole image up to that size, so results
       equal the in-memory ones there).  One pass and one synchronisation per
-      iteration: the products of the extrapolation weight of the next
-      iteration are computed with the norms of this one.  ``damp`` must be
-      "auto" or 0 (no regularisation).
+      iteration (three with the iterates on disk, see below): the products of
+      the extrapolation weight of the next iteration are computed with the
+      norms of this one.  ``damp`` must be "auto" or 0 (no regularisation).
     - Iterates between iterations: persisted in memory, or, when the arrays
       kept (twice, old and new) would exceed half the memory of the
       dask.distributed workers (of this machine with the local schedulers),
@@ -1008,22 +1008,27 @@ class _Iterates:
         products = np.concatenate([np.zeros(0), *values[len(scalars):]])[np.argsort(order)]
         return self._open(paths), [np.asarray(v) for v in values[:len(scalars)]] + list(products)
 
+    def write(self, names, function, inputs, width, like, label="linconv-write-"):
+        """New stores `names` (the shape and chunks of `like`, made regular) written by one
+        task per block, ``function(outputs, region, inputs)`` (see :func:`_block_map`),
+        which returns `width` numbers; returns the kept arrays and those numbers' sums."""
+        import dask
+        like = _regular(like)
+        paths = self._paths(names)
+        outputs = {name: self._create(paths[name], like) for name in names}
+        sums, = dask.compute(_block_sums(label, functools.partial(function, outputs), inputs,
+                                         width, like))
+        del outputs
+        return self._open(paths), list(sums)
+
     def update(self, alpha: float, beta: float, old):
         """CG's update on disk: ``x, r, p, s`` of the next iterate from `old` (``x, r, p,
         N r, s``) and ``||r||^2``, one task per block that reads its blocks from the old
         stores and writes each new block to its store at once, in place: at most four
         blocks in memory (a graph of dask arrays holds the five inputs and the four
         outputs of a block until the stores have run)."""
-        import dask
-        like = _regular(old[1])
-        paths = self._paths(("x", "r", "p", "s"))
-        outputs = {name: self._create(path, like) for name, path in paths.items()}
-        squares = _block_sums("linconv-cg-update-",
-                              functools.partial(_cg_update_block, alpha, beta, outputs), old, 1,
-                              like)
-        value, = dask.compute(squares)
-        del outputs
-        return self._open(paths), [value[0]]
+        return self.write(("x", "r", "p", "s"), functools.partial(_cg_update_block, alpha, beta),
+                          old, 1, old[1], "linconv-cg-update-")
 
     # -- stores ---------------------------------------------------------------
     @staticmethod
@@ -1279,12 +1284,16 @@ def _own_block(source, region):
     `region`, as an array of our own to change in place."""
     if isinstance(source, np.ndarray):
         return source.copy()
-    block = np.asarray(source[region])
+    block = _read_only(source, region)
     return block if block.flags.writeable else block.copy()
 
 
 def _read_only(source, region):
-    return source if isinstance(source, np.ndarray) else np.asarray(source[region])
+    """The block at `region` (a store of fewer axes: its trailing axes, e.g. the data
+    under Richardson-Lucy's stacked copies)."""
+    if isinstance(source, np.ndarray):
+        return source
+    return np.asarray(source[region[len(region) - source.ndim:]])
 
 
 def _keep_block(outputs, pairs, region, inputs):
@@ -1428,9 +1437,10 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
                          "or the kernel is zero")
     if x0 is None:
         total = float(values[1])
-        start = da.full_like(sens, max(wyb / total, 1e-3 * wy / total, tiny), dtype=dtype)
+        fill = max(wyb / total, 1e-3 * wy / total, tiny)
+        start = da.full_like(sens, fill, dtype=dtype)
     else:
-        start = x0_kept
+        fill, start = None, x0_kept
     denominator = da.where(seen, sens, 1)
     ratio_floor = eps * max(ymax, tiny)
     if nb == 2:
@@ -1444,12 +1454,21 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
         correction = op.adjoint(w * data / da.maximum(ax + background, ratio_floor))
         return da.where(seen, da.maximum(x * correction / denominator, 0), start)
 
+    if store.where == "disk":  # three passes per iteration, each ending in stores
+        passes = _RichardsonLucyOnDisk(op, store, y, None if ones else w, sens,
+                                       1000 * eps * max(smax, 0), background, ratio_floor,
+                                       fill, x0_kept, kept.get("probe") if nb == 2 else None,
+                                       probe_step if nb == 2 else 0.0,
+                                       (gain, level) if nb == 2 else None)
     # third pass: the first step from the start (its extrapolation weight is 0)
-    v = da.stack([start] * nb)
-    state, _ = store.keep({"new": step(v, op.forward(v))})
-    state.update(v=v, new_prev=v)
+    if store.where == "disk":
+        state = passes.first(nb)
+    else:
+        v = da.stack([start] * nb)
+        state, _ = store.keep({"new": step(v, op.forward(v))})
+        state.update(v=v, new_prev=v)
     alpha = np.zeros(nb, dtype)
-    axes = tuple(range(1, v.ndim))
+    axes = tuple(range(1, state["v"].ndim))
     cap = MAX_ITERATIONS if rule else int(maxiter)
     norms, stop, reason = [], RiskStop(), "maxiter"
     bar = _progress(progress, cap, "deconvolve (richardson-lucy, dask)")
@@ -1458,23 +1477,28 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
             # iteration k: v_k, the extrapolated point, and A v_k; with them the next
             # step, whose products give the extrapolation weight of iteration k + 1
             new, new_prev, v_prev = state["new"], state["new_prev"], state["v"]
-            v = da.maximum(new + alpha.reshape((nb,) + (1,) * (v_prev.ndim - 1))
-                           * (new - new_prev), 0)
-            ax = op.forward(v)
-            residual = ax[0] + background - y
-            g = new - v_prev
-            new_next = step(v, ax)
-            scalars = [_dot(residual, w * residual), _dot(v[0] - v_prev[0]), _dot(v[0]),
-                       ((new_next - v) * g).sum(axis=axes, dtype=np.float64),
-                       (g * g).sum(axis=axes, dtype=np.float64)]
-            if nb == 2:
-                scalars.append((variance * probe * (ax[1] - ax[0])).sum(dtype=np.float64))
-            arrays = {"v": v, "new": new_next}
-            del v, ax, residual, g, new_next, v_prev, new_prev  # the old iterates can go
-            kept, values = store.keep(arrays, scalars)
-            del arrays, scalars
-            state = dict(kept, new_prev=new)
-            del new, kept
+            if store.where == "disk":
+                del state
+                state, values = passes.iteration(alpha, new, new_prev, v_prev)
+                del new, new_prev, v_prev
+            else:  # one pass
+                v = da.maximum(new + alpha.reshape((nb,) + (1,) * (v_prev.ndim - 1))
+                               * (new - new_prev), 0)
+                ax = op.forward(v)
+                residual = ax[0] + background - y
+                g = new - v_prev
+                new_next = step(v, ax)
+                scalars = [_dot(residual, w * residual), _dot(v[0] - v_prev[0]), _dot(v[0]),
+                           ((new_next - v) * g).sum(axis=axes, dtype=np.float64),
+                           (g * g).sum(axis=axes, dtype=np.float64)]
+                if nb == 2:
+                    scalars.append((variance * probe * (ax[1] - ax[0])).sum(dtype=np.float64))
+                arrays = {"v": v, "new": new_next}
+                del v, ax, residual, g, new_next, v_prev, new_prev, state  # the old can go
+                kept, values = store.keep(arrays, scalars)
+                del arrays, scalars
+                state = dict(kept, new_prev=new)
+                del new, kept
             norm2, change2, size2 = (float(value) for value in values[:3])
             gg = values[4]
             alpha = np.clip(values[3] / np.where(gg > 0, gg, 1), 0, 1 - 1e-3).astype(dtype)
@@ -1503,6 +1527,118 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
     else:
         x = state["v"][0]
     return x, norms, len(norms), reason != "maxiter", store.describe() + note
+
+
+class _RichardsonLucyOnDisk:
+    """Richardson-Lucy's iteration with its arrays in zarr stores, in three passes that
+    each end in stores: the extrapolated point ``v``; ``q = w data / max(A v + b, floor)``
+    with the residual's norm; the next step ``where(seen, max(v A^H q / sens, 0), start)``
+    with the extrapolation's products.  Every stencil reads its blocks from the last
+    pass's stores and every block of a stencil has one reader, which reads the kept
+    arrays it needs itself (see :func:`_block_map`): in one pass the blocks of ``v`` and
+    ``A v`` wait for their neighbours' stencils and for their other readers (62 chunks
+    per worker on an 8192^2 proxy).  The copies (the stopping rule's perturbed one) stay
+    in one block, so that a block holds both ``A v`` of the probe's product.
+    """
+
+    def __init__(self, op, store, y, w, sens, threshold, background, floor, fill, x0, probe,
+                 probe_step, noise):
+        self.op, self.store, self.y, self.w, self.sens, self.x0 = op, store, y, w, sens, x0
+        self.probe, self.threshold, self.fill = probe, threshold, fill
+        self.ratio = functools.partial(_rl_ratio_block, background, floor, probe_step, noise,
+                                       w is not None, probe is not None)
+
+    def _step(self, v, new, v_prev):
+        """Passes two and three: ``q``, then the next step from ``v`` (and the products with
+        ``g = new - v_prev``); returns the step's store and ``[norm2, probe?]``, the
+        products per copy."""
+        ax = self.op.forward(v)
+        inputs = [ax, self.y] + [a for a in (self.w, self.probe) if a is not None]
+        dtype = np.result_type(ax.dtype, *(a.dtype for a in inputs[1:]))
+        q, ratio_sums = self.store.write(("q",), self.ratio, inputs, 1 + (self.probe is not None),
+                                         ax.astype(dtype), "linconv-rl-ratio-")
+        z = self.op.adjoint(q.pop("q"))
+        nb = v.shape[0]
+        kept, products = self.store.write(
+            ("new",), functools.partial(_rl_step_block, self.threshold, self.fill),
+            [z, v, self.sens, new, v_prev] + ([self.x0] if self.fill is None else []), 2 * nb,
+            v, "linconv-rl-step-")
+        return kept["new"], ratio_sums, products
+
+    def first(self, nb):
+        """The start, stacked `nb` times, and the first step from it."""
+        like = _da().zeros((nb,) + self.sens.shape, chunks=((nb,),) + self.sens.chunks,
+                           dtype=self.op.dtype)
+        start, _ = self.store.write(("v",), functools.partial(_rl_start_block, self.fill),
+                                    [] if self.fill is not None else [self.x0], 0, like,
+                                    "linconv-rl-start-")
+        v = start["v"]
+        new, _, _ = self._step(v, v, v)
+        return {"v": v, "new": new, "new_prev": v}
+
+    def iteration(self, alpha, new, new_prev, v_prev):
+        """Iteration k: the state and the values of the one-pass version's scalars."""
+        kept, (change2, size2) = self.store.write(
+            ("v",), functools.partial(_rl_extrapolate_block, alpha), [new, new_prev, v_prev], 2,
+            new, "linconv-rl-extrapolate-")
+        v = kept["v"]
+        new_next, ratio_sums, products = self._step(v, new, v_prev)
+        nb = v.shape[0]
+        values = [ratio_sums[0], change2, size2, np.array(products[:nb]),
+                  np.array(products[nb:])] + ratio_sums[1:]
+        return {"v": v, "new": new_next, "new_prev": new}, values
+
+
+def _rl_start_block(fill, outputs, region, inputs):
+    """The start (`fill`, else the kept x0 of `inputs`) in every copy."""
+    store = outputs["v"]
+    v = np.empty(tuple(r.stop - r.start for r in region), store.dtype)
+    v[...] = fill if fill is not None else _read_only(inputs[0], region)
+    store[region] = v
+    return []
+
+
+def _rl_extrapolate_block(alpha, outputs, region, inputs):
+    """``v = max(new + alpha (new - new_prev), 0)`` per copy; ``||v_0 - v_prev_0||^2`` and
+    ``||v_0||^2`` (the copies are in one block)."""
+    new, new_prev, v_prev = (_read_only(a, region) for a in inputs)
+    v = np.maximum(new + alpha.reshape((-1,) + (1,) * (new.ndim - 1)) * (new - new_prev), 0)
+    outputs["v"][region] = v
+    return [_dot(v[0] - v_prev[0]), _dot(v[0])]
+
+
+def _rl_ratio_block(background, floor, probe_step, noise, weighted, probed, outputs, region,
+                    inputs):
+    """``q = w data / max(A v + b, floor)`` (data: ``y``, and ``y + probe_step probe``);
+    ``||sqrt(w) (A v_0 + b - y)||^2`` and, with the probe, ``sum(w (gain y + level) probe
+    (A v_1 - A v_0))``."""
+    ax, y, *rest = (_read_only(a, region) for a in inputs)
+    w = rest.pop(0) if weighted else None
+    probe = rest.pop(0) if probed else None
+    data = np.stack([y, y + probe_step * probe]) if probed else y[None]
+    q = (data if w is None else w * data) / np.maximum(ax + background, floor)
+    outputs["q"][region] = q
+    residual = ax[0] + background - y
+    sums = [_dot(residual, residual if w is None else w * residual)]
+    if probed:
+        gain, level = noise
+        variance = gain * y + level if w is None else w * (gain * y + level)
+        sums.append((variance * probe * (ax[1] - ax[0])).sum(dtype=np.float64))
+    return sums
+
+
+def _rl_step_block(threshold, fill, outputs, region, inputs):
+    """The next step ``where(seen, max(v z / sens, 0), start)`` from ``z = A^H q``; per copy
+    ``sum((new - v) g)`` and ``sum(g g)``, ``g = new_k - v_prev`` (the last step's change)."""
+    z, v, sens, new_k, v_prev, *x0 = (_read_only(a, region) for a in inputs)
+    seen = sens > threshold
+    new = np.where(seen, np.maximum(v * z / np.where(seen, sens, 1), 0),
+                   fill if fill is not None else x0[0])
+    outputs["new"][region] = new
+    g = new_k - v_prev
+    axes = tuple(range(1, new.ndim))
+    return [*((new - v) * g).sum(axis=axes, dtype=np.float64),
+            *(g * g).sum(axis=axes, dtype=np.float64)]
 
 
 def _deconvolve_frames(y, kernel, options, result_type):

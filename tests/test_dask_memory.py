@@ -200,3 +200,43 @@ def test_elementwise_reads_kept_arrays_in_its_tasks(tmp_path):
     out = _elementwise(functools.partial(_plus_scaled, 0.25), da.from_array(z, chunks=4), kept)
     assert not set(dict(out.__dask_graph__())) & set(dict(kept.__dask_graph__()))
     np.testing.assert_allclose(out.compute(), z + 0.25 * x, rtol=1e-15)
+
+
+@pytest.mark.parametrize("solver, weighted, rule", [("cg", False, False), ("cg", True, False),
+                                                    ("rl", True, False), ("rl", False, True)])
+def test_stencil_blocks_have_one_reader_on_disk(tmp_path, monkeypatch, solver, weighted, rule):
+    """With the iterates on disk, every block a stencil computes in an iteration is read by
+    one task (a second reader, or a read task it waits for, keeps it on the worker); the
+    solve still equals the one with the iterates in memory."""
+    from dask.core import get_deps
+    rng = np.random.default_rng(6)
+    y = rng.random((30, 26)) * 50 + 5
+    w = rng.uniform(0.5, 1.5, y.shape) if weighted else None
+    kernel = linconv.datasets.gaussian_kernel(5, 1.0)
+    readers = []
+    compute = dask.compute
+
+    def spy(*collections, **kwargs):
+        for c in collections:
+            if dask.is_dask_collection(c):
+                graph = dict(c.__dask_graph__())
+                _, dependents = get_deps(graph)
+                readers.append([len(dependents[k]) for k in graph
+                                if isinstance(k, tuple) and k[0].startswith("linconv-block-")])
+        return compute(*collections, **kwargs)
+
+    options = dict(solver=solver, weights=None if w is None else da.from_array(w, chunks=8),
+                   maxiter=None if rule else 3, damp=0.3 if solver == "cg" else 0)
+    results = {}
+    for where in ("memory", "disk"):
+        with dask.config.set({"linconv.iterates": where,
+                              "linconv.temporary-directory": str(tmp_path)}):
+            if where == "disk":
+                monkeypatch.setattr(dask, "compute", spy)
+            result = deconvolve_dask(da.from_array(y, chunks=(10, 9)), kernel, **options)
+            results[where] = result.x.compute()
+            monkeypatch.setattr(dask, "compute", compute)
+    setup = 2 if solver == "rl" else 0  # Richardson-Lucy's checks of the data and start
+    assert sum(len(call) for call in readers[setup:]) >= 3 * 9 * 3  # 9 blocks, 3 iterations
+    assert all(n == 1 for call in readers[setup:] for n in call)
+    np.testing.assert_allclose(results["disk"], results["memory"], rtol=1e-10, atol=1e-10)
