@@ -1220,6 +1220,8 @@ def _block_map(label, function, inputs, chunks=None, dtype=None, like=None):
     from dask.highlevelgraph import HighLevelGraph
     like = inputs[0] if like is None else like
     sources = tuple(_store_of(a) for a in inputs)
+    if any(source is None and a.shape != like.shape for a, source in zip(inputs, sources)):
+        raise ValueError("_block_map: an input of another shape must read a store unchanged")
     inputs = [a if source is not None else _rechunk(a, like.chunks)
               for a, source in zip(inputs, sources)]
     name = label + uuid.uuid4().hex  # new stores each time: nothing to share with other graphs
