@@ -995,14 +995,12 @@ class _Iterates:
             shapes.setdefault(arrays[name].shape, []).append(name)
         sums, order = [], []
         for group in shapes.values():
-            like = _regular(arrays[group[0]])
-            outputs = {name: self._create(paths[name], like) for name in group}
-            ours = [(d, v) for d, (name, v) in enumerate(dots) if name in outputs]
+            ours = [(d, v) for d, (name, v) in enumerate(dots) if name in group]
             pairs = tuple((group.index(dots[d][0]), len(group) + i) for i, (d, _) in
                           enumerate(ours))
-            sums.append(_block_sums("linconv-keep-", functools.partial(
-                _keep_block, outputs, pairs), [*(arrays[n] for n in group),
-                                               *(v for _, v in ours)], len(pairs), like))
+            sums.append(self._writer(paths, group, functools.partial(_keep_block, pairs),
+                                     [*(arrays[n] for n in group), *(v for _, v in ours)],
+                                     len(pairs), arrays[group[0]], "linconv-keep-"))
             order += [d for d, _ in ours]
         values = dask.compute(*scalars, *sums)
         products = np.concatenate([np.zeros(0), *values[len(scalars):]])[np.argsort(order)]
@@ -1013,13 +1011,16 @@ class _Iterates:
         task per block, ``function(outputs, region, inputs)`` (see :func:`_block_map`),
         which returns `width` numbers; returns the kept arrays and those numbers' sums."""
         import dask
-        like = _regular(like)
         paths = self._paths(names)
-        outputs = {name: self._create(paths[name], like) for name in names}
-        sums, = dask.compute(_block_sums(label, functools.partial(function, outputs), inputs,
-                                         width, like))
-        del outputs
+        sums, = dask.compute(self._writer(paths, names, function, inputs, width, like, label))
         return self._open(paths), list(sums)
+
+    def _writer(self, paths, names, function, inputs, width, like, label):
+        """The sums (a dask array) of :meth:`write`'s tasks, which write the new stores
+        `names` at `paths`."""
+        like = _regular(like)
+        outputs = {name: self._create(paths[name], like) for name in names}
+        return _block_sums(label, functools.partial(function, outputs), inputs, width, like)
 
     def update(self, alpha: float, beta: float, old):
         """CG's update on disk: ``x, r, p, s`` of the next iterate from `old` (``x, r, p,
@@ -1298,7 +1299,7 @@ def _read_only(source, region):
     return np.asarray(source[region[len(region) - source.ndim:]])
 
 
-def _keep_block(outputs, pairs, region, inputs):
+def _keep_block(pairs, outputs, region, inputs):
     """Write the blocks of the kept arrays (the first ``len(outputs)`` inputs) to their
     stores; return the dots of `pairs` (input indices), each read once."""
     blocks = {}
