@@ -477,7 +477,7 @@ def _halo_pieces(axes, depth, block):
             continue
         index = [slice(None)] * block.ndim
         for a, di, (lo, hi) in zip(axes, d, depth):
-            index[a] = slice(block.shape[a] - lo, None) if di < 0 else \
+            index[a] = slice(max(block.shape[a] - lo, 0), None) if di < 0 else \
                 slice(0, hi) if di > 0 else slice(None)
         pieces[d] = block[tuple(index)].copy()
     return pieces
@@ -733,9 +733,13 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       iterates of scipy's cg there, in the Chronopoulos-Gear form: both inner
       products of an iteration come from the same vectors, so an iteration is
       one pass over the arrays (no full-size array waits for a reduction) and
-      one synchronisation.  It keeps ``x``, the normal residual ``r``, ``p``,
-      ``s = N p`` and ``N r``: three operator applications per iteration
-      (``N r`` and ``A x`` for the residual norm).  Stops
+      one synchronisation (two with the iterates on disk, see below).  It
+      keeps ``x``, the normal residual ``r``, ``p``, ``s = N p`` and ``N r``,
+      and applies ``N`` and ``A`` (``A x`` for the residual norm) per
+      iteration.  With the zero boundary ``N r`` is one stencil per block
+      (``A^H W A`` of the block's window; without weights, away from the
+      image's edges, one correlation with the kernel's autocorrelation);
+      with other boundaries it is ``A``, then ``A^H``.  Stops
       when ``||r_k|| <= tol ||A^H W (y - b)||`` (scipy's cg rule); the residual
       norms ``||sqrt(w) (A x_k + b - y)||^2 + damp^2 ||x_k||^2`` (square root)
       are computed from ``x_k`` every iteration.  No preconditioner.
@@ -1089,11 +1093,14 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     pass reads ``x, r, p, s`` and ``N r`` (``r`` the normal residual, ``s = N p``)
     and writes their successors.
 
-    With the iterates on disk an iteration is three passes, each ending in
-    stores: the update of ``x, r, p, s``; ``W A r`` and the misfit of ``x``;
-    ``N r = A^H (W A r) + damp^2 r``.  The stencils of the last two read their
-    blocks from the previous pass's stores (see :func:`_halo_map`), so only
-    thin halos pass between tasks and a worker holds a few blocks at a time.
+    ``N r = A^H W A r + damp^2 r`` is one stencil where :func:`_fused_normal`
+    applies (the zero boundary), else ``A r`` then ``A^H``.  With the iterates
+    on disk an iteration is two passes, each ending in stores: the update of
+    ``x, r, p, s``; ``N r`` and the misfit of ``x`` (three passes with two
+    stencils for ``N r``: ``W A r`` and the misfit, then ``N r``).  The
+    stencils read their blocks from the previous pass's stores (see
+    :func:`_halo_map`), so only thin halos pass between tasks and a worker
+    holds a few blocks at a time.
     In one pass, the blocks of ``r`` and ``A r`` wait on the workers until the
     neighbours' stencils have run: rows of blocks, most of the workers' memory
     at 16 blocks per axis.  (The values are the same either way.)  Every block
@@ -1114,6 +1121,9 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
         return v if w is None else _elementwise(np.multiply, v, w)
 
     def normal(v):
+        fused = _fused_normal(op, v, w, d2)
+        if fused is not None:
+            return fused
         z = op.adjoint(weighted(op.forward(v)))
         return _elementwise(functools.partial(_plus_scaled, d2), z, v) if d2 else z
 
@@ -1128,13 +1138,16 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
                                                                name, v in dots]
                               + [f(arrays) for f in more] + [_dot(r, nr)])
         kept, values = (arrays, products) if kept else store.keep(arrays, products, dots)
-        r = kept["r"]
-        ar, more_values = store.keep({"ar": weighted(op.forward(r))},
-                                     [f(kept) for f in more])
-        nr = op.adjoint(ar.pop("ar"))
-        nr = _elementwise(functools.partial(_plus_scaled, d2), nr, r) if d2 else nr
-        last, last_values = store.keep({"nr": nr}, dots=[("nr", r)])
-        return dict(kept, **last), values + more_values + last_values
+        r, more = kept["r"], [f(kept) for f in more]
+        nr = _fused_normal(op, r, w, d2)
+        if nr is None:  # A r, weighted, in a pass of its own
+            ar, more = store.keep({"ar": weighted(op.forward(r))}, more)
+            values = values + more
+            nr = op.adjoint(ar.pop("ar"))
+            nr = _elementwise(functools.partial(_plus_scaled, d2), nr, r) if d2 else nr
+            more = []
+        last, last_values = store.keep({"nr": nr}, more, dots=[("nr", r)])
+        return dict(kept, **last), values + last_values
 
     # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
     start = {"y": y - background if background else y}
@@ -1334,6 +1347,90 @@ def _cg_update_block(alpha, beta, outputs, region, inputs):
     r -= np.multiply(s, alpha, out=step)
     outputs["r"][region] = r
     return [_dot(r)]
+
+
+# -- the normal operator in one stencil ------------------------------------------------
+def _fused_normal(op, v, w, d2):
+    """``N v = A^H W A v + d2 v`` in one stencil task per block (:func:`_normal_block`), or
+    None where that does not apply.
+
+    Two stencils (``A v``, then ``A^H`` of the weighted result) cost a pass with a
+    full-size intermediate between them: a third of an out-of-core CG iteration.
+    With the zero boundary and stride 1, a block of ``N v`` reads only the block's
+    window with a halo of ``span - 1`` per side.  It applies to one image (no
+    channels or batch), `w` None or read from a store (:func:`_store_of`), and
+    chunks no thinner than the halo (but the first and last).
+    """
+    g = op.geometry
+    halo = tuple(ax.span - 1 for ax in g.axes)
+    source = None if w is None else _store_of(w)
+    if (g.boundary != "zero" or g.channels is not None or v.ndim != len(g.axes)
+            or tuple(v.shape) != g.input_shape or any(ax.stride != 1 for ax in g.axes)
+            or (w is not None and source is None)
+            or any(len(c) > 2 and min(c[1:-1]) < h for c, h in zip(v.chunks, halo))):
+        return None
+    block = functools.partial(_normal_block, op, _autocorrelation(op.weights), v.chunks,
+                              source, d2)
+    return _halo_map(block, v, {a: (h, h) for a, h in enumerate(halo)}, v.chunks,
+                     np.result_type(v.dtype, op.dtype))
+
+
+def _autocorrelation(weights):
+    """``g[u] = sum_m conj(h[m]) h[m + u]`` of the correlation weights ``h`` (index ``u + k - 1``):
+    ``A^H A`` is the correlation with ``g`` wherever all outputs exist."""
+    import scipy.signal
+    h = weights.astype(np.result_type(weights.dtype, np.float64))
+    return scipy.signal.convolve(h, np.conj(np.flip(h)), mode="full",
+                                 method="direct").astype(weights.dtype)
+
+
+@_one_thread
+def _normal_block(op, autocorrelation, chunks, w, d2, block, block_id=None):
+    """One block of ``N v``: the block with halos of ``span - 1`` (zeros beyond the image),
+    its local valid correlation ``L``, the outputs weighted (zero where an output does not
+    exist), ``L^H``, cropped to the block.  Without weights, and where every output the
+    block reads exists, that is one correlation with the `autocorrelation` (``L^H L``)."""
+    g = op.geometry
+    dtype = np.result_type(block.dtype, op.dtype)
+    pads, crop, outputs = [], [], []
+    for ax, c, j in zip(g.axes, chunks, block_id):
+        h = ax.span - 1
+        start = sum(c[:j])
+        # halos shorter than h (none at the image's edges, or thin edge blocks): zeros
+        pads.append((h - (min(h, c[j - 1]) if j > 0 else 0),
+                     h - (min(h, c[j + 1]) if j < len(c) - 1 else 0)))
+        crop.append(slice(h, h + c[j]))
+        outputs.append((start - h + ax.lo, start + c[j] + ax.lo))  # windows meeting the block
+    v = np.pad(block, pads) if any(any(p) for p in pads) else block
+    v = v.astype(dtype, copy=False)
+    crop = tuple(crop)
+    if w is None and all(o0 >= 0 and o1 <= ax.n_out for (o0, o1), ax in zip(outputs, g.axes)):
+        local = _local_operator(Geometry(tuple(
+            AxisGeometry(n, 2 * ax.k - 1, 1, ax.dilation, 0, 0) for n, ax in zip(v.shape, g.axes)),
+            "zero", None), autocorrelation.tobytes(), autocorrelation.shape, op.dtype.str,
+            op.method)
+        out = local.apply(v)
+    else:
+        local = op._local(_block_geometry(op, v.shape))
+        z = _weigh_outputs(np.array(local.apply(v)), w, outputs, g.axes)
+        out = np.array(local.H.apply(z)[crop])
+    if d2:
+        out += d2 * v[crop]
+    return out
+
+
+def _weigh_outputs(z, w, outputs, axes):
+    """`z` (the local outputs ``[o0, o1)`` per axis) times the weights `w` (a store, or
+    None: ones), in place; zero on the outputs that do not exist."""
+    inside = tuple(slice(min(max(-o0, 0), o1 - o0), max(min(ax.n_out - o0, o1 - o0), 0))
+                   for (o0, o1), ax in zip(outputs, axes))
+    if w is not None:
+        z[inside] *= np.asarray(w[tuple(slice(max(o0, 0), min(o1, ax.n_out))
+                                         for (o0, o1), ax in zip(outputs, axes))])
+    for a, s in enumerate(inside):
+        z[(slice(None),) * a + (slice(0, s.start),)] = 0
+        z[(slice(None),) * a + (slice(s.stop, None),)] = 0
+    return z
 
 
 def _probe_block(shape, dtype, y_block, block_info=None):

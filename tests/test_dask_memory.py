@@ -14,7 +14,7 @@ import dask  # noqa: E402
 import linconv  # noqa: E402
 from linconv._dask import _halo_pieces, _Iterates, deconvolve_dask  # noqa: E402
 
-from cases import Case, dense_by_columns, oracle_convolve  # noqa: E402
+from cases import Case, dense_by_columns, oracle_convolve, random_array  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +237,60 @@ def test_stencil_blocks_have_one_reader_on_disk(tmp_path, monkeypatch, solver, w
             results[where] = result.x.compute()
             monkeypatch.setattr(dask, "compute", compute)
     setup = 2 if solver == "rl" else 0  # Richardson-Lucy's checks of the data and start
-    assert sum(len(call) for call in readers[setup:]) >= 3 * 9 * 3  # 9 blocks, 3 iterations
+    stencils = 2 if solver == "cg" else 3  # per iteration (cg: N r in one, and A x)
+    assert sum(len(call) for call in readers[setup:]) >= stencils * 9 * 3  # 9 blocks, 3 its
     assert all(n == 1 for call in readers[setup:] for n in call)
     np.testing.assert_allclose(results["disk"], results["memory"], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape, kernel_shape, mode, dilation, chunks, dtype, weighted, damp", [
+    ((23,), (5,), "same", 1, 7, np.float64, False, 0.0),  # a last chunk thinner than the halo
+    ((23,), (4,), "valid", 1, 6, np.float64, True, 0.3),
+    ((23,), (3,), "full", 2, 5, np.complex128, False, 0.1),
+    ((6,), (5,), "same", 1, 3, np.float64, False, 0.0),  # chunks thinner than the halo
+    ((6,), (5,), "full", 1, ((1, 5),), np.float64, True, 0.0),
+    ((17, 19), (3, 4), "same", 1, (6, 7), np.float32, False, 0.0),
+    ((17, 19), (3, 3), "full", 1, ((5, 6, 6), (19,)), np.float64, True, 0.2),
+    ((16, 18), (2, 5), "valid", (1, 2), (8, 9), np.complex128, True, 0.0),
+    ((20, 21), (4, 4), "same", (2, 1), ((1, 9, 10), (10, 10, 1)), np.complex64, False, 0.2),
+    ((9, 8, 10), (3, 2, 3), "same", 1, (4, 4, 5), np.float64, False, 0.5),
+])
+def test_normal_operator_in_one_stencil(tmp_path, shape, kernel_shape, mode, dilation, chunks,
+                                        dtype, weighted, damp):
+    """``A^H W A v + damp^2 v`` in one stencil task per block (zero boundary, stride 1)
+    equals the dense normal equations of the oracle's matrix, on every kind of block:
+    interior (the kernel's autocorrelation), edge (outputs that do not exist), thin."""
+    from linconv._dask import ChunkedCorrelation, _fused_normal
+    rng = np.random.default_rng(7)
+    kernel = random_array(rng, kernel_shape, dtype)
+    case = Case(shape, kernel_shape, mode, "zero", 1, dilation)
+    A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape,
+                         dtype)
+    op = linconv.ConvolutionOperator(kernel, shape, mode, dilation=dilation)
+    out_shape = op.output_shape
+    v = random_array(rng, shape, dtype)
+    w = rng.uniform(0.2, 2.0, out_shape) if weighted else np.ones(out_shape)
+    kept = _kept(tmp_path, w, 4)[0] if weighted else None
+    chunked = ChunkedCorrelation.of(op)[0]
+    normal = _fused_normal(chunked, da.from_array(v, chunks=chunks), kept, damp**2)
+    assert normal is not None
+    expected = A.conj().T @ (w.ravel() * (A @ v.ravel())) + damp**2 * v.ravel()
+    tol = 1e-5 if np.dtype(dtype).itemsize * (1 + (np.dtype(dtype).kind != "c")) <= 8 else 1e-12
+    got = normal.compute()
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got.ravel(), expected, rtol=0, atol=tol * np.abs(expected).max())
+
+
+def test_normal_operator_in_two_stencils_elsewhere(tmp_path):
+    """Where one stencil does not apply (a boundary rule, weights in memory, interior
+    chunks thinner than the halo), the solver's two stencils run instead."""
+    from linconv._dask import ChunkedCorrelation, _fused_normal
+    kernel = np.ones((5, 5)) / 25
+    v = da.ones((20, 20), chunks=10)
+    chunked = lambda **options: ChunkedCorrelation.of(
+        linconv.ConvolutionOperator(kernel, (20, 20), "same", **options))[0]
+    assert _fused_normal(chunked(boundary="reflect"), v, None, 0.0) is None
+    assert _fused_normal(chunked(), v, da.ones((20, 20), chunks=10), 0.0) is None
+    assert _fused_normal(chunked(), v.rechunk(((10, 3, 7), 10)), None, 0.0) is None
+    assert _fused_normal(chunked(), v, _kept(tmp_path, np.ones((20, 20)), 10)[0], 0.0) \
+        is not None
