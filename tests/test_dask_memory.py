@@ -294,3 +294,13 @@ def test_normal_operator_in_two_stencils_elsewhere(tmp_path):
     assert _fused_normal(chunked(), v.rechunk(((10, 3, 7), 10)), None, 0.0) is None
     assert _fused_normal(chunked(), v, _kept(tmp_path, np.ones((20, 20)), 10)[0], 0.0) \
         is not None
+
+
+@pytest.mark.parametrize("region", [(slice(3, 17), slice(2, 11)), (slice(0, 20), slice(12, 13)),
+                                    (slice(5, 5), slice(0, 13)), (slice(4, 8), slice(0, 13))])
+def test_read_window_reads_numpys_slice(tmp_path, region):
+    """A window across store chunks, read a chunk at a time, is numpy's slice."""
+    from linconv._dask import _read_window
+    x = np.random.default_rng(8).random((20, 13))
+    kept, _ = _kept(tmp_path, x, (4, 5))
+    np.testing.assert_array_equal(_read_window(kept._linconv_zarr, region), x[region])
