@@ -1554,7 +1554,6 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
         start = da.full_like(sens, fill, dtype=dtype)
     else:
         fill, start = None, x0_kept
-    denominator = da.where(seen, sens, 1)
     ratio_floor = eps * max(ymax, tiny)
     if nb == 2:
         probe = kept["probe"]
@@ -1564,8 +1563,8 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
         data = y[None]
 
     def step(x, ax):
-        correction = op.adjoint(w * data / da.maximum(ax + background, ratio_floor))
-        return da.where(seen, da.maximum(x * correction / denominator, 0), start)
+        correction = op.adjoint(_rl_ratio(background, ratio_floor, data, w, ax))
+        return _rl_next(seen, x, correction, sens, start)
 
     if store.where == "disk":  # three passes per iteration, each ending in stores
         passes = _RichardsonLucyOnDisk(op, store, y, None if ones else w, sens,
@@ -1595,8 +1594,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
                 state, values = passes.iteration(alpha, new, new_prev, v_prev)
                 del new, new_prev, v_prev
             else:  # one pass
-                v = da.maximum(new + alpha.reshape((nb,) + (1,) * (v_prev.ndim - 1))
-                               * (new - new_prev), 0)
+                v = _rl_extrapolated(alpha, new, new_prev)
                 ax = op.forward(v)
                 residual = ax[0] + background - y
                 g = new - v_prev
@@ -1666,11 +1664,13 @@ class _RichardsonLucyOnDisk:
         ``g = new - v_prev``); returns the step's store and ``[norm2, probe?]``, the
         products per copy."""
         ax = self.op.forward(v)
+        _copies_in_one_block(v, new, v_prev, ax)
         inputs = [ax, self.y] + [a for a in (self.w, self.probe) if a is not None]
         dtype = np.result_type(ax.dtype, *(a.dtype for a in inputs[1:]))
         q, ratio_sums = self.store.write(("q",), self.ratio, inputs, 1 + (self.probe is not None),
                                          ax.astype(dtype), "linconv-rl-ratio-")
         z = self.op.adjoint(q.pop("q"))
+        _copies_in_one_block(z)
         nb = v.shape[0]
         kept, products = self.store.write(
             ("new",), functools.partial(_rl_step_block, self.threshold, self.fill),
@@ -1702,6 +1702,33 @@ class _RichardsonLucyOnDisk:
         return {"v": v, "new": new_next, "new_prev": new}, values
 
 
+# Richardson-Lucy's formulas, of numpy blocks (on disk) or of dask arrays (in memory)
+def _rl_extrapolated(alpha, new, new_prev):
+    """Biggs-Andrews' extrapolated point ``max(new + alpha (new - new_prev), 0)``, `alpha`
+    one weight per copy (axis 0)."""
+    return np.maximum(new + alpha.reshape((-1,) + (1,) * (new.ndim - 1)) * (new - new_prev), 0)
+
+
+def _rl_ratio(background, floor, data, w, ax):
+    """``q = w data / max(A v + b, floor)`` (`w` None: ones)."""
+    return (data if w is None else w * data) / np.maximum(ax + background, floor)
+
+
+def _rl_next(seen, v, z, sens, start):
+    """The next step ``v z / sens`` (``z = A^H q``, non-negative) where the image is seen,
+    else the start."""
+    return np.where(seen, np.maximum(v * z / np.where(seen, sens, 1), 0), start)
+
+
+def _copies_in_one_block(*arrays):
+    """The block functions of :class:`_RichardsonLucyOnDisk` sum over the copies of a block
+    (the probe's product reads both): refuse arrays whose copies are split."""
+    for a in arrays:
+        if len(a.chunks[0]) != 1:
+            raise RuntimeError(f"linconv: Richardson-Lucy's stacked copies are split over "
+                               f"blocks {a.chunks[0]}; please report this")
+
+
 def _rl_start_block(fill, outputs, region, inputs):
     """The start (`fill`, else the kept x0 of `inputs`) in every copy."""
     store = outputs["v"]
@@ -1715,7 +1742,7 @@ def _rl_extrapolate_block(alpha, outputs, region, inputs):
     """``v = max(new + alpha (new - new_prev), 0)`` per copy; ``||v_0 - v_prev_0||^2`` and
     ``||v_0||^2`` (the copies are in one block)."""
     new, new_prev, v_prev = (_read_only(a, region) for a in inputs)
-    v = np.maximum(new + alpha.reshape((-1,) + (1,) * (new.ndim - 1)) * (new - new_prev), 0)
+    v = _rl_extrapolated(alpha, new, new_prev)
     outputs["v"][region] = v
     return [_dot(v[0] - v_prev[0]), _dot(v[0])]
 
@@ -1729,8 +1756,7 @@ def _rl_ratio_block(background, floor, probe_step, noise, weighted, probed, outp
     w = rest.pop(0) if weighted else None
     probe = rest.pop(0) if probed else None
     data = np.stack([y, y + probe_step * probe]) if probed else y[None]
-    q = (data if w is None else w * data) / np.maximum(ax + background, floor)
-    outputs["q"][region] = q
+    outputs["q"][region] = _rl_ratio(background, floor, data, w, ax)
     residual = ax[0] + background - y
     sums = [_dot(residual, residual if w is None else w * residual)]
     if probed:
@@ -1744,9 +1770,7 @@ def _rl_step_block(threshold, fill, outputs, region, inputs):
     """The next step ``where(seen, max(v z / sens, 0), start)`` from ``z = A^H q``; per copy
     ``sum((new - v) g)`` and ``sum(g g)``, ``g = new_k - v_prev`` (the last step's change)."""
     z, v, sens, new_k, v_prev, *x0 = (_read_only(a, region) for a in inputs)
-    seen = sens > threshold
-    new = np.where(seen, np.maximum(v * z / np.where(seen, sens, 1), 0),
-                   fill if fill is not None else x0[0])
+    new = _rl_next(sens > threshold, v, z, sens, fill if fill is not None else x0[0])
     outputs["new"][region] = new
     g = new_k - v_prev
     axes = tuple(range(1, new.ndim))

@@ -300,7 +300,16 @@ def test_normal_operator_in_two_stencils_elsewhere(tmp_path):
                                     (slice(5, 5), slice(0, 13)), (slice(4, 8), slice(0, 13))])
 def test_read_window_reads_numpys_slice(tmp_path, region):
     """A window across store chunks, read a chunk at a time, is numpy's slice."""
-    from linconv._dask import _read_window
+    from linconv._dask import _read_window, _store_of
     x = np.random.default_rng(8).random((20, 13))
     kept, _ = _kept(tmp_path, x, (4, 5))
-    np.testing.assert_array_equal(_read_window(kept._linconv_zarr, region), x[region])
+    np.testing.assert_array_equal(_read_window(_store_of(kept), region), x[region])
+
+
+def test_richardson_lucy_on_disk_refuses_split_copies():
+    """Richardson-Lucy's block functions read both copies of a block (the probe's
+    product): arrays whose copies are split over blocks are refused, not summed wrongly."""
+    from linconv._dask import _copies_in_one_block
+    _copies_in_one_block(da.ones((2, 6), chunks=(2, 3)))
+    with pytest.raises(RuntimeError, match="split over blocks"):
+        _copies_in_one_block(da.ones((2, 6), chunks=(1, 3)))
