@@ -1032,6 +1032,16 @@ class _Iterates:
         sums, = dask.compute(self._writer(paths, names, function, inputs, width, like, label))
         return self._open(paths), list(sums)
 
+    def write_stencil(self, name, like, build, scalars=()):
+        """A new store `name` (the shape, regular chunks and dtype of `like`) written by the
+        tasks of ``build(store)``, a dask array of numbers per block; returns the kept
+        array, and the values of `scalars`, then the numbers' sum."""
+        import dask
+        paths = self._paths([name])
+        sums = build(self._create(paths[name], like))
+        values = dask.compute(*scalars, sums.sum())
+        return self._open(paths), [np.asarray(v) for v in values]
+
     def _writer(self, paths, names, function, inputs, width, like, label):
         """The sums (a dask array) of :meth:`write`'s tasks, which write the new stores
         `names` at `paths`."""
@@ -1134,9 +1144,8 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
         return v if w is None else _elementwise(np.multiply, v, w)
 
     def normal(v):
-        fused = _fused_normal(op, v, w, d2)
-        if fused is not None:
-            return fused
+        if _one_stencil_normal(op, v, w):
+            return _fused_normal(op, v, w, d2)
         z = op.adjoint(weighted(op.forward(v)))
         return _elementwise(functools.partial(_plus_scaled, d2), z, v) if d2 else z
 
@@ -1152,15 +1161,15 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
                               + [f(arrays) for f in more] + [_dot(r, nr)])
         kept, values = (arrays, products) if kept else store.keep(arrays, products, dots)
         r, more = kept["r"], [f(kept) for f in more]
-        nr = _fused_normal(op, r, w, d2)
-        if nr is None:  # A r, weighted, in a pass of its own
-            ar, more = store.keep({"ar": weighted(op.forward(r))}, more)
-            values = values + more
-            nr = op.adjoint(ar.pop("ar"))
-            nr = _elementwise(functools.partial(_plus_scaled, d2), nr, r) if d2 else nr
-            more = []
-        last, last_values = store.keep({"nr": nr}, more, dots=[("nr", r)])
-        return dict(kept, **last), values + last_values
+        if _one_stencil_normal(op, r, w):  # its tasks write N r and sum <r, N r>
+            last, last_values = store.write_stencil(
+                "nr", r, functools.partial(_fused_normal, op, r, w, d2), more)
+            return dict(kept, **last), values + last_values
+        ar, more_values = store.keep({"ar": weighted(op.forward(r))}, more)  # a pass of its own
+        nr = op.adjoint(ar.pop("ar"))
+        nr = _elementwise(functools.partial(_plus_scaled, d2), nr, r) if d2 else nr
+        last, last_values = store.keep({"nr": nr}, dots=[("nr", r)])
+        return dict(kept, **last), values + more_values + last_values
 
     # first pass: the data (y - b and w, kept), r_0 = A^H W (y - b) - N x_0, N r_0
     start = {"y": y - background if background else y}
@@ -1363,29 +1372,38 @@ def _cg_update_block(alpha, beta, outputs, region, inputs):
 
 
 # -- the normal operator in one stencil ------------------------------------------------
-def _fused_normal(op, v, w, d2):
-    """``N v = A^H W A v + d2 v`` in one stencil task per block (:func:`_normal_block`), or
-    None where that does not apply.
+def _one_stencil_normal(op, v, w) -> bool:
+    """Whether :func:`_fused_normal` applies: the zero boundary and stride 1, one image (no
+    channels or batch), `w` None or read from a store (:func:`_store_of`), and chunks no
+    thinner than the halo (but the first and last)."""
+    g = op.geometry
+    return not (g.boundary != "zero" or g.channels is not None or v.ndim != len(g.axes)
+                or tuple(v.shape) != g.input_shape or any(ax.stride != 1 for ax in g.axes)
+                or (w is not None and _store_of(w) is None)
+                or any(len(c) > 2 and min(c[1:-1]) < ax.span - 1
+                       for c, ax in zip(v.chunks, g.axes)))
+
+
+def _fused_normal(op, v, w, d2, out=None):
+    """``N v = A^H W A v + d2 v`` in one stencil task per block (:func:`_normal_block`)
+    where :func:`_one_stencil_normal` says so; with `out` (a zarr array of `v`'s regular
+    chunks), the tasks write their blocks there and this is their ``Re <v, N v>``, one
+    per block.
 
     Two stencils (``A v``, then ``A^H`` of the weighted result) cost a pass with a
     full-size intermediate between them: a third of an out-of-core CG iteration.
     With the zero boundary and stride 1, a block of ``N v`` reads only the block's
-    window with a halo of ``span - 1`` per side.  It applies to one image (no
-    channels or batch), `w` None or read from a store (:func:`_store_of`), and
-    chunks no thinner than the halo (but the first and last).
+    window with a halo of ``span - 1`` per side.
     """
-    g = op.geometry
-    halo = tuple(ax.span - 1 for ax in g.axes)
-    source = None if w is None else _store_of(w)
-    if (g.boundary != "zero" or g.channels is not None or v.ndim != len(g.axes)
-            or tuple(v.shape) != g.input_shape or any(ax.stride != 1 for ax in g.axes)
-            or (w is not None and source is None)
-            or any(len(c) > 2 and min(c[1:-1]) < h for c, h in zip(v.chunks, halo))):
-        return None
+    if out is not None and (_regular(v) is not v or
+                            tuple(out.chunks) != tuple(c[0] for c in v.chunks)):
+        raise ValueError("_fused_normal: `out` must have the regular chunks of `v`")
+    halo = {a: (ax.span - 1,) * 2 for a, ax in enumerate(op.geometry.axes)}
     block = functools.partial(_normal_block, op, _autocorrelation(op.weights), v.chunks,
-                              source, d2)
-    return _halo_map(block, v, {a: (h, h) for a, h in enumerate(halo)}, v.chunks,
-                     np.result_type(v.dtype, op.dtype))
+                              None if w is None else _store_of(w), d2, out)
+    if out is not None:
+        return _halo_map(block, v, halo, tuple((1,) * len(c) for c in v.chunks), np.float64)
+    return _halo_map(block, v, halo, v.chunks, np.result_type(v.dtype, op.dtype))
 
 
 def _autocorrelation(weights):
@@ -1398,11 +1416,12 @@ def _autocorrelation(weights):
 
 
 @_one_thread
-def _normal_block(op, autocorrelation, chunks, w, d2, block, block_id=None):
+def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None):
     """One block of ``N v``: the block with halos of ``span - 1`` (zeros beyond the image),
     its local valid correlation ``L``, the outputs weighted (zero where an output does not
     exist), ``L^H``, cropped to the block.  Without weights, and where every output the
-    block reads exists, that is one correlation with the `autocorrelation` (``L^H L``)."""
+    block reads exists, that is one correlation with the `autocorrelation` (``L^H L``).
+    With `out`, written there; returns ``Re <v, N v>`` of the block."""
     g = op.geometry
     dtype = np.result_type(block.dtype, op.dtype)
     pads, crop, outputs = [], [], []
@@ -1422,14 +1441,17 @@ def _normal_block(op, autocorrelation, chunks, w, d2, block, block_id=None):
             AxisGeometry(n, 2 * ax.k - 1, 1, ax.dilation, 0, 0) for n, ax in zip(v.shape, g.axes)),
             "zero", None), autocorrelation.tobytes(), autocorrelation.shape, op.dtype.str,
             op.method)
-        out = local.apply(v)
+        normal = local.apply(v)
     else:
         local = op._local(_block_geometry(op, v.shape))
         z = _weigh_outputs(np.array(local.apply(v)), w, outputs, g.axes)
-        out = np.array(local.H.apply(z)[crop])
+        normal = np.array(local.H.apply(z)[crop])
     if d2:
-        out += d2 * v[crop]
-    return out
+        normal += d2 * v[crop]
+    if out is None:
+        return normal
+    out[tuple(slice(sum(c[:j]), sum(c[:j + 1])) for c, j in zip(chunks, block_id))] = normal
+    return np.full((1,) * normal.ndim, _dot(v[crop], normal))
 
 
 def _weigh_outputs(z, w, outputs, axes):

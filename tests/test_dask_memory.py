@@ -260,7 +260,7 @@ def test_normal_operator_in_one_stencil(tmp_path, shape, kernel_shape, mode, dil
     """``A^H W A v + damp^2 v`` in one stencil task per block (zero boundary, stride 1)
     equals the dense normal equations of the oracle's matrix, on every kind of block:
     interior (the kernel's autocorrelation), edge (outputs that do not exist), thin."""
-    from linconv._dask import ChunkedCorrelation, _fused_normal
+    from linconv._dask import ChunkedCorrelation, _fused_normal, _one_stencil_normal, _regular
     rng = np.random.default_rng(7)
     kernel = random_array(rng, kernel_shape, dtype)
     case = Case(shape, kernel_shape, mode, "zero", 1, dilation)
@@ -272,28 +272,36 @@ def test_normal_operator_in_one_stencil(tmp_path, shape, kernel_shape, mode, dil
     w = rng.uniform(0.2, 2.0, out_shape) if weighted else np.ones(out_shape)
     kept = _kept(tmp_path, w, 4)[0] if weighted else None
     chunked = ChunkedCorrelation.of(op)[0]
-    normal = _fused_normal(chunked, da.from_array(v, chunks=chunks), kept, damp**2)
-    assert normal is not None
+    vd = da.from_array(v, chunks=chunks)
+    assert _one_stencil_normal(chunked, vd, kept)
     expected = A.conj().T @ (w.ravel() * (A @ v.ravel())) + damp**2 * v.ravel()
     tol = 1e-5 if np.dtype(dtype).itemsize * (1 + (np.dtype(dtype).kind != "c")) <= 8 else 1e-12
-    got = normal.compute()
+    got = _fused_normal(chunked, vd, kept, damp**2).compute()
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_allclose(got.ravel(), expected, rtol=0, atol=tol * np.abs(expected).max())
+    if _regular(vd) is vd:  # the tasks write the store, and sum Re <v, N v>
+        _, store = _kept(tmp_path, np.zeros_like(v), chunks)
+        out = store._create(str(tmp_path / "out.zarr"), vd)
+        dot = _fused_normal(chunked, vd, kept, damp**2, out).sum().compute()
+        np.testing.assert_allclose(out[...].ravel(), expected, rtol=0,
+                                   atol=tol * np.abs(expected).max())
+        assert dot == pytest.approx(np.vdot(v.ravel(), expected).real, rel=tol)
 
 
 def test_normal_operator_in_two_stencils_elsewhere(tmp_path):
     """Where one stencil does not apply (a boundary rule, weights in memory, interior
     chunks thinner than the halo), the solver's two stencils run instead."""
-    from linconv._dask import ChunkedCorrelation, _fused_normal
+    from linconv._dask import ChunkedCorrelation, _one_stencil_normal
     kernel = np.ones((5, 5)) / 25
     v = da.ones((20, 20), chunks=10)
     chunked = lambda **options: ChunkedCorrelation.of(
         linconv.ConvolutionOperator(kernel, (20, 20), "same", **options))[0]
-    assert _fused_normal(chunked(boundary="reflect"), v, None, 0.0) is None
-    assert _fused_normal(chunked(), v, da.ones((20, 20), chunks=10), 0.0) is None
-    assert _fused_normal(chunked(), v.rechunk(((10, 3, 7), 10)), None, 0.0) is None
-    assert _fused_normal(chunked(), v, _kept(tmp_path, np.ones((20, 20)), 10)[0], 0.0) \
-        is not None
+    assert not _one_stencil_normal(chunked(boundary="reflect"), v, None)
+    assert not _one_stencil_normal(chunked(stride=2), v, None)
+    assert not _one_stencil_normal(chunked(), v, da.ones((20, 20), chunks=10))
+    assert not _one_stencil_normal(chunked(), v.rechunk(((10, 3, 7), 10)), None)
+    assert not _one_stencil_normal(chunked(), da.ones((2, 20, 20), chunks=10), None)
+    assert _one_stencil_normal(chunked(), v, _kept(tmp_path, np.ones((20, 20)), 10)[0])
 
 
 @pytest.mark.parametrize("region", [(slice(3, 17), slice(2, 11)), (slice(0, 20), slice(12, 13)),
