@@ -37,19 +37,17 @@ from __future__ import annotations
 
 import functools
 import gc
-import importlib.util
 import itertools
 import math
 import os
-import shutil
 import tempfile
 import uuid
-import warnings
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._blockfile import BlockFile, FilePool
 from ._engines import FFTEngine, set_workers
 from ._geometry import AxisGeometry, Geometry
 from ._operator import GeometryOperator, ShapedOperator, _View, operator_dtype
@@ -401,7 +399,7 @@ def _halo_map(function, x, depth, chunks, dtype):
     serial part of a chunked run.  Halos come from the next block only (the
     plans merge blocks until they do).
 
-    When `x` is read from a zarr store (an iterate kept on disk, see
+    When `x` is read from a store (an iterate kept on disk, see
     :meth:`_Iterates.keep`), both tasks read their block from the store
     themselves: only the thin pieces pass between tasks, so no worker holds a
     block waiting for its neighbours' halos (the stencil's wavefront of whole
@@ -437,12 +435,12 @@ def _halo_map(function, x, depth, chunks, dtype):
     return da.Array(graph, name, chunks, meta=np.empty((0,) * x.ndim, dtype))
 
 
-_STORE_ATTRIBUTE = "_linconv_zarr"
+_STORE_ATTRIBUTE = "_linconv_store"
 
 
 def _store_of(x):
-    """The zarr array `x` reads unchanged, chunk for chunk: a kept iterate (set by
-    :meth:`_Iterates.keep`) or an array of ``da.from_zarr``; else None."""
+    """The store `x` reads unchanged, chunk for chunk: a kept iterate's file (set by
+    :meth:`_Iterates.keep`) or the zarr array of ``da.from_zarr``; else None."""
     store = getattr(x, _STORE_ATTRIBUTE, None)
     if store is None:
         store = _from_zarr_source(x)
@@ -462,19 +460,6 @@ def _from_zarr_source(x):
         return None
     source = graph.layers[original].get(original)
     return source if type(source).__module__.partition(".")[0] == "zarr" else None
-
-
-def _read_window(store, region):
-    """``store[region]``, read one of the store's chunks at a time: zarr decodes all the
-    chunks a read touches at once, and a block with its halos touches nine in 2-D (a read
-    of 1032^2 samples of 1024^2 chunks peaked at seven chunks of memory)."""
-    out = np.empty(tuple(r.stop - r.start for r in region), store.dtype)
-    cuts = [sorted({r.start, r.stop, *range((r.start // c + 1) * c, r.stop, c)})
-            for r, c in zip(region, store.chunks)]
-    for cell in itertools.product(*(zip(c[:-1], c[1:]) for c in cuts)):
-        out[tuple(slice(a - r.start, b - r.start) for (a, b), r in zip(cell, region))] = \
-            store[tuple(slice(a, b) for a, b in cell)]
-    return out
 
 
 def _read_block(store, index):
@@ -770,13 +755,14 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
     - Iterates between iterations: persisted in memory, or, when the arrays
       kept (twice, old and new) would exceed half the memory of the
       dask.distributed workers (of this machine with the local schedulers),
-      written to zarr stores in a temporary directory and read back, so the
-      solve needs memory for a few chunks per worker only.  dask config
-      ``linconv.iterates`` ("auto", "memory", "disk") and
+      written block by block to files in a temporary directory and read
+      back, so the solve needs memory for a few chunks per worker only.  dask
+      config ``linconv.iterates`` ("auto", "memory", "disk") and
       ``linconv.temporary-directory`` choose; on several machines that
-      directory must be shared.  A store is deleted with the last array that
-      reads it: ``result.x`` reads the last one until it is computed, stored
-      or dropped.
+      directory must be shared.  A file no array reads any more is written
+      again in place; the files go with the solve, but the last ones with
+      the last arrays that read them: ``result.x`` reads one until it is
+      computed, stored or dropped.
     - ``damp="auto"``: the in-memory :func:`linconv.deconvolve` with the same
       options on a central crop of at most 1024 samples per axis chooses the
       damp (its noise estimate and discrepancy principle, per sample, carry
@@ -953,12 +939,15 @@ class _Iterates:
     """Where the solvers' full-size arrays live between iterations.
 
     ``"memory"``: persisted (on the workers with dask.distributed).  ``"disk"``:
-    written to zarr stores in a temporary directory and read back, so a
-    solve needs memory for a few chunks per worker only; "auto" (the
-    default) chooses it when the arrays kept, twice (old and new during a
-    pass), would exceed half the workers' memory (of this machine with the
-    local schedulers).  A store is deleted with the last dask array that
-    reads it.  ``dask.config`` keys ``linconv.iterates`` ("auto", "memory",
+    written block by block to files in a temporary directory and read back
+    (:class:`~linconv._blockfile.BlockFile`; a store below), so a solve
+    needs memory for a few chunks per worker only; "auto" (the default)
+    chooses it when the arrays kept, twice (old and new during a pass), would
+    exceed half the workers' memory (of this machine with the local
+    schedulers).  A file no dask array reads any more is written again, in
+    place, by a later array of its layout; the files are deleted with the
+    solver's store object, and the last ones with the last arrays that read
+    them.  ``dask.config`` keys ``linconv.iterates`` ("auto", "memory",
     "disk") and ``linconv.temporary-directory`` (default dask's
     ``temporary-directory``, else the system's) override; on a cluster of
     several machines that directory must be one the workers share.
@@ -972,22 +961,16 @@ class _Iterates:
                              f"'disk'; got {where!r}")
         if where == "auto":
             where = "disk" if 4 * nbytes > _memory_bytes() else "memory"
-            if where == "disk" and importlib.util.find_spec("zarr") is None:
-                warnings.warn(f"the iterates ({nbytes / 2**30:.3g} GiB, twice during an "
-                              "iteration) exceed half the workers' memory; install zarr "
-                              "(pip install zarr) to keep them on disk instead", UserWarning,
-                              stacklevel=4)
-                where = "memory"
-        if where == "disk" and importlib.util.find_spec("zarr") is None:
-            raise ImportError("iterates on disk need zarr: pip install zarr")
-        self.where, self.root, self.version = where, None, 0
+        self.where, self.root, self.files = where, None, None
         if where == "disk":
             directory = (dask.config.get(DIRECTORY_KEY, None)
                          or dask.config.get("temporary-directory", None) or None)
             self.root = tempfile.mkdtemp(prefix="linconv-iterates-", dir=directory)
+            self.files = FilePool(self.root)
+            weakref.finalize(self, self.files.close)
 
     def describe(self) -> str:
-        return "in memory" if self.where == "memory" else f"on disk (zarr stores in {self.root})"
+        return "in memory" if self.where == "memory" else f"on disk (files in {self.root})"
 
     def keep(self, arrays: dict, scalars=(), dots=()):
         """Compute `arrays` (a dict of dask arrays), `scalars` (small dask arrays) and `dots`
@@ -1006,8 +989,7 @@ class _Iterates:
             out = dask.persist(*arrays.values(), *scalars)
             values = dask.compute(*out[len(names):])
             return dict(zip(names, out)), [np.asarray(v) for v in values]
-        paths = self._paths(names)
-        shapes = {}  # the arrays of each shape, written by one task per block
+        shapes, outputs = {}, {}  # the arrays of each shape, written by one task per block
         for name in names:
             shapes.setdefault(arrays[name].shape, []).append(name)
         sums, order = [], []
@@ -1015,39 +997,36 @@ class _Iterates:
             ours = [(d, v) for d, (name, v) in enumerate(dots) if name in group]
             pairs = tuple((group.index(dots[d][0]), len(group) + i) for i, (d, _) in
                           enumerate(ours))
-            sums.append(self._writer(paths, group, functools.partial(_keep_block, pairs),
-                                     [*(arrays[n] for n in group), *(v for _, v in ours)],
-                                     len(pairs), arrays[group[0]], "linconv-keep-"))
+            like = _regular(arrays[group[0]])
+            outputs.update(self._new(group, like))
+            sums.append(_block_sums("linconv-keep-", functools.partial(
+                _keep_block, pairs, {n: outputs[n] for n in group}),
+                [*(arrays[n] for n in group), *(v for _, v in ours)], len(pairs), like))
             order += [d for d, _ in ours]
         values = dask.compute(*scalars, *sums)
         products = np.concatenate([np.zeros(0), *values[len(scalars):]])[np.argsort(order)]
-        return self._open(paths), [np.asarray(v) for v in values[:len(scalars)]] + list(products)
+        return self._open(outputs), [np.asarray(v) for v in values[:len(scalars)]] + \
+            list(products)
 
     def write(self, names, function, inputs, width, like, label="linconv-write-"):
         """New stores `names` (the shape and chunks of `like`, made regular) written by one
         task per block, ``function(outputs, region, inputs)`` (see :func:`_block_map`),
         which returns `width` numbers; returns the kept arrays and those numbers' sums."""
         import dask
-        paths = self._paths(names)
-        sums, = dask.compute(self._writer(paths, names, function, inputs, width, like, label))
-        return self._open(paths), list(sums)
+        like = _regular(like)
+        outputs = self._new(names, like)
+        sums, = dask.compute(_block_sums(label, functools.partial(function, outputs), inputs,
+                                         width, like))
+        return self._open(outputs), list(sums)
 
     def write_stencil(self, name, like, build, scalars=()):
         """A new store `name` (the shape, regular chunks and dtype of `like`) written by the
         tasks of ``build(store)``, a dask array of numbers per block; returns the kept
         array, and the values of `scalars`, then the numbers' sum."""
         import dask
-        paths = self._paths([name])
-        sums = build(self._create(paths[name], like))
-        values = dask.compute(*scalars, sums.sum())
-        return self._open(paths), [np.asarray(v) for v in values]
-
-    def _writer(self, paths, names, function, inputs, width, like, label):
-        """The sums (a dask array) of :meth:`write`'s tasks, which write the new stores
-        `names` at `paths`."""
-        like = _regular(like)
-        outputs = {name: self._create(paths[name], like) for name in names}
-        return _block_sums(label, functools.partial(function, outputs), inputs, width, like)
+        outputs = self._new([name], like)
+        values = dask.compute(*scalars, build(outputs[name]).sum())
+        return self._open(outputs), [np.asarray(v) for v in values]
 
     def update(self, alpha: float, beta: float, old):
         """CG's update on disk: ``x, r, p, s`` of the next iterate from `old` (``x, r, p,
@@ -1059,50 +1038,28 @@ class _Iterates:
                           old, 1, old[1], "linconv-cg-update-")
 
     # -- stores ---------------------------------------------------------------
-    @staticmethod
-    def _raw():
-        import zarr
-        return {"compressors": None} if int(zarr.__version__.split(".")[0]) >= 3 else \
-            {"compressor": None}  # iterates hardly compress; the CPU is better spent
-
-    def _paths(self, names) -> dict:
-        gc.collect()  # the stores of unreferenced iterates go now, before new ones are written
+    def _new(self, names, like) -> dict:
+        """New stores `names` of the shape, (regular) chunks and dtype of `like`."""
+        gc.collect()  # the files of unreferenced iterates are free now, to be written again
         os.makedirs(self.root, exist_ok=True)
-        self.version += 1
-        return {name: os.path.join(self.root, f"{name}.{self.version}.zarr") for name in names}
+        return {name: self.files.take(like.shape, tuple(c[0] for c in like.chunks), like.dtype)
+                for name in names}
 
-    def _create(self, path, like):
-        """An empty zarr array at `path` with the shape, chunks and dtype of `like`, open
-        for writing (created by dask's to_zarr, which knows every zarr version's API)."""
-        import zarr
-        _da().to_zarr(_da().empty(like.shape, chunks=like.chunks, dtype=like.dtype), path,
-                      compute=False, **self._raw())
-        return zarr.open_array(path, mode="r+")
-
-    def _open(self, paths) -> dict:
-        """The stores at `paths` as dask arrays whose stencils read their blocks themselves;
-        each store is deleted with the last array that reads it."""
-        import zarr
+    def _open(self, stores) -> dict:
+        """The `stores` as dask arrays whose stencils read their blocks themselves; a store
+        is free again when the last array that reads it is gone."""
         kept = {}
-        for name, path in paths.items():
-            store = zarr.open_array(path, mode="r")
-            weakref.finalize(store, _remove, path, self.root)
-            kept[name] = _da().from_zarr(store)
+        for name, store in stores.items():
+            weakref.finalize(store, self.files.release, store.path,
+                             (store.shape, store.chunks, store.dtype.str))
+            kept[name] = _da().from_array(store, chunks=store.chunks, asarray=False,
+                                          name=f"linconv-iterate-{name}-{store.token}")
             setattr(kept[name], _STORE_ATTRIBUTE, store)
         return kept
 
 
-def _remove(path, root):
-    """Delete the store at `path`, and the directory `root` if that leaves it empty."""
-    shutil.rmtree(path, ignore_errors=True)
-    try:
-        os.rmdir(root)
-    except OSError:  # other stores are still inside
-        pass
-
-
 def _regular(a):
-    """`a` with regular chunks (zarr's layout): rechunked only if they are not."""
+    """`a` with regular chunks (a store's layout): rechunked only if they are not."""
     regular = all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in a.chunks)
     return a if regular else a.rechunk(tuple(max(c) for c in a.chunks))
 
@@ -1244,7 +1201,7 @@ def _cg_update(alpha, beta, x, r, p, nr, s):
 def _block_map(label, function, inputs, chunks=None, dtype=None, like=None):
     """One task per block of `like` (default the first of `inputs`) that returns
     ``function(region, inputs)``: `region` the block's slices, `inputs` the blocks of the
-    dask arrays `inputs` or, for those that read a zarr store unchanged
+    dask arrays `inputs` or, for those that read a store unchanged
     (:func:`_store_of`), the store itself, read in the task.
 
     A block read in the task is not a task of its own: dask's read tasks are roots,
@@ -1318,7 +1275,7 @@ def _misfit_block(region, inputs):
 
 
 def _own_block(source, region):
-    """The block of `source` (a zarr store, or dask's block: not ours to change) at
+    """The block of `source` (a store, or dask's block: not ours to change) at
     `region`, as an array of our own to change in place."""
     if isinstance(source, np.ndarray):
         return source.copy()
@@ -1350,7 +1307,7 @@ def _keep_block(pairs, outputs, region, inputs):
 
 def _cg_update_block(alpha, beta, outputs, region, inputs):
     """:func:`_cg_update` of one block, on disk: the inputs ``x, r, p, N r, s`` read when
-    they are needed, each result written to its zarr array of `outputs` as soon as it is
+    they are needed, each result written to its store of `outputs` as soon as it is
     known; returns the block's ``||r||^2``."""
     r, p = _own_block(inputs[1], region), _own_block(inputs[2], region)
     p *= beta
@@ -1386,7 +1343,7 @@ def _one_stencil_normal(op, v, w) -> bool:
 
 def _fused_normal(op, v, w, d2, out=None):
     """``N v = A^H W A v + d2 v`` in one stencil task per block (:func:`_normal_block`)
-    where :func:`_one_stencil_normal` says so; with `out` (a zarr array of `v`'s regular
+    where :func:`_one_stencil_normal` says so; with `out` (a store of `v`'s regular
     chunks), the tasks write their blocks there and this is their ``Re <v, N v>``, one
     per block.
 
@@ -1460,8 +1417,8 @@ def _weigh_outputs(z, w, outputs, axes):
     inside = tuple(slice(min(max(-o0, 0), o1 - o0), max(min(ax.n_out - o0, o1 - o0), 0))
                    for (o0, o1), ax in zip(outputs, axes))
     if w is not None:
-        z[inside] *= _read_window(w, tuple(slice(max(o0, 0), min(o1, ax.n_out))
-                                           for (o0, o1), ax in zip(outputs, axes)))
+        z[inside] *= _read_only(w, tuple(slice(max(o0, 0), min(o1, ax.n_out))
+                                         for (o0, o1), ax in zip(outputs, axes)))
     for a, s in enumerate(inside):
         z[(slice(None),) * a + (slice(0, s.start),)] = 0
         z[(slice(None),) * a + (slice(s.stop, None),)] = 0
@@ -1663,7 +1620,7 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
 
 
 class _RichardsonLucyOnDisk:
-    """Richardson-Lucy's iteration with its arrays in zarr stores, in three passes that
+    """Richardson-Lucy's iteration with its arrays in stores on disk, in three passes that
     each end in stores: the extrapolated point ``v``; ``q = w data / max(A v + b, floor)``
     with the residual's norm; the next step ``where(seen, max(v A^H q / sens, 0), start)``
     with the extrapolation's products.  Every stencil reads its blocks from the last

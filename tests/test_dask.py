@@ -5,6 +5,7 @@ oracle's columns, torch.nn.functional for layers, dense normal equations and a
 numpy Richardson-Lucy written from the formula.
 """
 
+import os
 import pickle
 import subprocess
 import sys
@@ -255,15 +256,15 @@ def test_cg_on_dask_solves_the_normal_equations():
 
 
 def test_cg_iterates_on_disk(tmp_path):
-    """Iterates in zarr stores (what "auto" picks when they would not fit): the same solve,
-    checked against the dense normal equations; the stores go with their arrays."""
-    pytest.importorskip("zarr")
+    """Iterates in files (what "auto" picks when they would not fit): the same solve,
+    checked against the dense normal equations; the files go with their arrays."""
     import gc
+    from linconv._dask import _store_of
     rng = np.random.default_rng(10)
     kernel, A = _problem(rng, boundary="wrap")
     y = A @ rng.random(A.shape[1]) + 0.01 * rng.standard_normal(A.shape[0])
     w = rng.uniform(0.5, 2.0, A.shape[0])
-    damp = 1.0  # well conditioned: a few iterations, each writing and reading zarr stores
+    damp = 1.0  # well conditioned: a few iterations, each writing and reading the files
     expected = np.linalg.solve(A.T @ (w[:, None] * A) + damp**2 * np.eye(A.shape[1]),
                                A.T @ (w * (y - 0.1)))
     x0 = rng.random((20, 18))
@@ -274,7 +275,8 @@ def test_cg_iterates_on_disk(tmp_path):
                                  background=0.1, x0=x0, solver="cg", tol=1e-10, maxiter=40)
         (root,) = tmp_path.iterdir()
         assert "on disk" in result.message and result.converged
-        assert sorted(p.name.split(".")[0] for p in root.iterdir()) == ["x"]  # the rest gone
+        # the rest gone with the solver's store object
+        assert [p.name for p in root.iterdir()] == [os.path.basename(_store_of(result.x).path)]
         np.testing.assert_allclose(result.x.compute().ravel(), expected, atol=1e-9)
     del result
     gc.collect()
@@ -294,17 +296,22 @@ def test_auto_iterates_follow_the_workers_memory():
     os.rmdir(big.root)
 
 
-def test_iterates_without_zarr(monkeypatch):
-    import importlib.util
-    from linconv._dask import _Iterates, _memory_bytes
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "zarr" else find_spec(name, *args))
-    with pytest.warns(UserWarning, match="install zarr"):
-        assert _Iterates(_memory_bytes()).where == "memory"
-    with dask.config.set({"linconv.iterates": "disk"}):
-        with pytest.raises(ImportError, match="iterates on disk need zarr"):
-            _Iterates(1)
+def test_iterates_on_disk_need_no_zarr(monkeypatch, tmp_path):
+    """The iterates' files are linconv's own: a solve on disk without zarr installed equals
+    the solve in memory."""
+    import sys
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr raises ImportError
+    rng = np.random.default_rng(11)
+    y = da.from_array(rng.random((21, 19)), chunks=(8, 7))
+    kernel = linconv.datasets.gaussian_kernel(5, 1.0)
+    x = {}
+    for where in ("memory", "disk"):
+        with dask.config.set({"linconv.iterates": where,
+                              "linconv.temporary-directory": str(tmp_path)}):
+            result = deconvolve_dask(y, kernel, damp=0.2, solver="cg", maxiter=4)
+            assert ("on disk" in result.message) == (where == "disk")
+            x[where] = result.x.compute()
+    np.testing.assert_allclose(x["disk"], x["memory"], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("boundary", ["zero", "reflect", "symmetric", "edge", "wrap"])
@@ -363,9 +370,7 @@ def _numpy_rl(A, y, w, b, x, iterations):
 
 @pytest.fixture(params=["memory", "disk"])
 def iterates(request, tmp_path):
-    """The solvers' iterates persisted, or in zarr stores (when zarr is installed)."""
-    if request.param == "disk":
-        pytest.importorskip("zarr")
+    """The solvers' iterates persisted, or in files."""
     with dask.config.set({"linconv.iterates": request.param,
                           "linconv.temporary-directory": str(tmp_path)}):
         yield request.param
@@ -470,3 +475,25 @@ def test_local_cluster_processes():
         on_cluster = result.x.compute()
     local = deconvolve_dask(dx, np.abs(kernel), damp=0.5, solver="cg", maxiter=2)
     np.testing.assert_allclose(on_cluster, local.x.compute(), rtol=1e-10, atol=1e-12)
+
+
+def test_iterates_a_callback_keeps_are_not_overwritten(tmp_path):
+    """The files of the iterates are written again once no array reads them: the lazy
+    iterates a callback keeps still hold their own values after the solve (those of the
+    solve with the iterates in memory)."""
+    rng = np.random.default_rng(12)
+    y = da.from_array(rng.random((24, 20)), chunks=(8, 10))
+    kernel = linconv.datasets.gaussian_kernel(5, 1.0)
+    seen = {}
+    for where in ("memory", "disk"):
+        seen[where] = []
+        with dask.config.set({"linconv.iterates": where,
+                              "linconv.temporary-directory": str(tmp_path)}):
+            for solver in ("cg", "rl"):
+                deconvolve_dask(y, kernel, damp=0.1 if solver == "cg" else 0, solver=solver,
+                                maxiter=5, callback=seen[where].append)
+        seen[where] = dask.compute(*seen[where])
+    assert len(seen["disk"]) == 10
+    for disk, memory in zip(seen["disk"], seen["memory"]):
+        np.testing.assert_allclose(disk, memory, rtol=0, atol=1e-12)
+    assert len({float(np.abs(x).sum()) for x in seen["disk"]}) == 10  # ten different iterates
