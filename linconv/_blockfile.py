@@ -2,7 +2,7 @@
 
 Each block's samples are contiguous in one file (C order inside the block, the blocks
 in C order of the block grid, every block in a slot of the full block's size), so a
-block is one ``pread`` or ``pwrite``.  zarr writes every chunk to a new file and
+block is one read or write.  zarr writes every chunk to a new file and
 renames it (an atomic write); on ext4 a new 4 MiB file costs 7-12 ms, an overwrite in
 place 0.2 ms, and a CG iteration writes five blocks per block of the image.  A
 solve's files are reused from iteration to iteration (:class:`FilePool`), each once no
@@ -93,8 +93,7 @@ class BlockFile:
         if out.size == 0:
             return out
         ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, self.chunks)]
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
+        with open(self.path, "rb", buffering=0) as f:
             for index in np.ndindex(*(len(g) for g in ranges)):
                 index = tuple(g[i] for g, i in zip(ranges, index))
                 shape, offset = self._block(index)
@@ -104,14 +103,13 @@ class BlockFile:
                 hi = [min(r.stop - f, s) for r, f, s in zip(region, first, shape)]
                 row = math.prod(shape[1:]) * self.dtype.itemsize
                 rows = np.empty((hi[0] - lo[0],) + shape[1:], self.dtype)
-                if os.preadv(fd, [rows.data], offset + lo[0] * row) != rows.nbytes:
+                f.seek(offset + lo[0] * row)
+                if f.readinto(rows.data.cast("B")) != rows.nbytes:
                     raise OSError(f"short read from {self.path}")
                 target = tuple(slice(f + a - r.start, f + b - r.start)
                                for f, a, b, r in zip(first, lo, hi, region))
                 out[target] = rows[(slice(None),) + tuple(slice(a, b) for a, b in
                                                          zip(lo[1:], hi[1:]))]
-        finally:
-            os.close(fd)
         return out
 
     def __setitem__(self, region, value):
@@ -122,12 +120,10 @@ class BlockFile:
                for r, i, c, s in zip(region, index, self.chunks, shape)):
             raise ValueError(f"BlockFile writes whole blocks of {self.chunks}; got {region}")
         value = np.ascontiguousarray(np.broadcast_to(value, shape), self.dtype)
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            if os.pwrite(fd, value.data, offset) != value.nbytes:
+        with open(self.path, "r+b", buffering=0) as f:
+            f.seek(offset)
+            if f.write(value.data.cast("B")) != value.nbytes:
                 raise OSError(f"short write to {self.path}")
-        finally:
-            os.close(fd)
 
 
 class FilePool:
