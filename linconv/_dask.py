@@ -1389,7 +1389,7 @@ def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None)
         pads.append((h - (min(h, c[j - 1]) if j > 0 else 0),
                      h - (min(h, c[j + 1]) if j < len(c) - 1 else 0)))
         crop.append(slice(h, h + c[j]))
-        outputs.append((start - h + ax.lo, start + c[j] + ax.lo))  # windows meeting the block
+        outputs.append(ax.outputs_meeting(start, start + c[j]))
     v = np.pad(block, pads) if any(any(p) for p in pads) else block
     v = v.astype(dtype, copy=False)
     crop = tuple(crop)

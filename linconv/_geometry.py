@@ -109,6 +109,12 @@ class AxisGeometry:
         j = np.arange(self.k, dtype=np.int64)[None, :]
         return i * self.stride + j * self.dilation
 
+    def outputs_meeting(self, start: int, stop: int) -> tuple[int, int]:
+        """The outputs ``[o0, o1)`` whose windows meet the input samples ``[start, stop)``
+        (not clipped to ``[0, n_out)``: beyond it, windows of outputs that do not exist)."""
+        s = self.stride
+        return -(-(start - self.span + 1 + self.lo) // s), -(-(stop + self.lo) // s)
+
     def columns(self, boundary: str, outputs: np.ndarray | None = None) -> np.ndarray:
         """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (outputs, k)."""
         return self.extension_index(self.tap_positions(outputs), boundary)

@@ -111,3 +111,23 @@ def test_tensorflow_same_pads_follow_the_documented_rule():
     assert Geometry.tensorflow_same_pads((3,), (9,), (2,), (2,)) == ((2, 2),)
     assert Geometry.tensorflow_same_pads((1,), (10,), (3,), (1,)) == ((0, 0),)
     assert Geometry.tensorflow_same_pads((5,), (6,), (4,), (1,)) == ((1, 2),)
+
+
+@pytest.mark.parametrize("n, k, mode, stride, dilation", [
+    (11, 3, "same", 1, 1), (11, 4, "same", 1, 2), (11, 3, "valid", 2, 1), (9, 5, "full", 3, 1),
+    (7, 2, (3, 1), 2, 2)])
+def test_outputs_meeting_an_input_range(n, k, mode, stride, dilation):
+    """The outputs whose windows (the dilated kernel's span) meet ``[start, stop)``: those
+    whose row of the oracle's dense matrix, for an all-ones kernel as long as that span
+    and the same pads and stride, has an entry in those columns."""
+    from cases import Case, dense_by_columns, oracle_correlate, oracle_pads
+    span = dilation * (k - 1) + 1
+    pads = tuple(int(p) for p in oracle_pads(Case((n,), (k,), mode, "zero", stride, dilation))[0])
+    case = Case((n,), (span,), pads, "zero", stride, 1)
+    A = dense_by_columns(lambda e: oracle_correlate(e, np.ones(span), case), n, (n,))
+    ax = Geometry.from_args((k,), (n,), mode, "zero", stride, dilation).axes[0]
+    for start in range(n):
+        for stop in range(start + 1, n + 1):
+            rows = np.flatnonzero(A[:, start:stop].any(axis=1))
+            o0, o1 = ax.outputs_meeting(start, stop)
+            assert (max(o0, 0), min(o1, ax.n_out)) == (rows[0], rows[-1] + 1)
