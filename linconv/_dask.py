@@ -737,8 +737,10 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       iteration.  With the zero boundary ``N r`` is one stencil per block
       (``A^H W A`` of the block's window; without weights, away from the
       image's edges, one correlation with the kernel's autocorrelation);
-      with other boundaries it is ``A``, then ``A^H``.  Stops
-      when ``||r_k|| <= tol ||A^H W (y - b)||`` (scipy's cg rule); the residual
+      with other boundaries it is ``A``, then ``A^H``.  Stops when
+      ``||r_k|| <= rtol ||A^H W (y - b)||`` (scipy's cg rule) with the
+      in-memory cg's ``rtol = max(tol min(1, damp / ||A||), 1e-13)``, which
+      keeps the error of `x` near `tol` however small the damp; the residual
       norms ``||sqrt(w) (A x_k + b - y)||^2 + damp^2 ||x_k||^2`` (square root)
       are computed from ``x_k`` every iteration.  No preconditioner.
     - ``solver="richardson-lucy"`` (``"rl"``): the iteration of the in-memory
@@ -763,10 +765,11 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       again in place; the files go with the solve, but the last ones with
       the last arrays that read them: ``result.x`` reads one until it is
       computed, stored or dropped.
-    - ``damp="auto"``: the in-memory :func:`linconv.deconvolve` with the same
-      options on a central crop of at most 1024 samples per axis chooses the
-      damp (its noise estimate and discrepancy principle, per sample, carry
-      over to the whole image); a number is used as given.
+    - ``damp="auto"``: the in-memory :func:`linconv.deconvolve` with
+      ``solver="cg"`` and the same options on a central crop of at most 1024
+      samples per axis chooses the damp (its noise estimate and discrepancy
+      principle, per sample, carry over to the whole image; its damp floor,
+      ``1e-3 ||A||``, is cg's); a number is used as given.
 
     A stack of frames (``y.ndim > kernel.ndim``) runs the in-memory
     :func:`linconv.deconvolve` on every frame in parallel (any of its
@@ -874,13 +877,19 @@ def _central_crop(shape, size=1024):
 
 
 def _auto_damp(y, kernel, w, options):
-    """damp="auto": the in-memory deconvolve on a central crop of `y` chooses it."""
+    """damp="auto": the in-memory deconvolve's cg on a central crop of `y` chooses it.
+
+    Its cg, not its default solver: the exact solvers allow damps down to
+    ``sqrt(eps) ||A||``, at which CG does not converge.
+    """
     from ._deconvolve import deconvolve
 
     crop = _central_crop(y.shape)
     given = {key: value for key, value in options.items()
-             if key in ("mode", "boundary", "correlate", "noise_std", "regularizer", "tol")
+             if key in ("mode", "boundary", "correlate", "noise_std", "regularizer", "tol",
+                        "preconditioner")
              and not _is_default(key, value)}
+    given["solver"] = "cg"
     if w is not None:
         given["weights"] = np.asarray(w[crop])
     if options["background"]:
@@ -1145,6 +1154,8 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     gamma, delta = float(values[-2]), float(values[-1])
     bnorm = math.sqrt(float(values[0]) if x0 is not None else gamma)
     maxiter = 1000 if maxiter is None else int(maxiter)
+    from ._deconvolve import _cg_rtol  # the in-memory cg's tolerance (sum |kernel| >= ||A||)
+    rtol = _cg_rtol(tol, damp, float(np.abs(op.weights).sum(dtype=np.float64)))
     norms, converged, k = [], gamma == 0, 0
     bar = _progress(progress, maxiter, "deconvolve (cg, dask)")
 
@@ -1184,7 +1195,7 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
                 callback(state["x"])
             if bar is not None:
                 bar.update(k, norms[-1])
-            converged = math.sqrt(gamma) <= tol * bnorm
+            converged = math.sqrt(gamma) <= rtol * bnorm
     finally:
         if bar is not None:
             bar.close()

@@ -469,6 +469,22 @@ def _choose_solver(setup: _Setup, options: _Options) -> str:
     return "cg" if setup.square else "lsqr"
 
 
+def _check_applicable(solver: str, setup: _Setup, options: _Options) -> None:
+    """The exact solvers' conditions, checked before any work (the damp search needs them)."""
+    if solver == "fft" and not setup.exact_model:
+        raise ValueError(
+            "`solver`='fft' needs an operator the FFT or DCT diagonalises exactly: mode 'same' "
+            "with boundary 'wrap', or boundary 'symmetric' with a kernel symmetric along every "
+            f"axis (odd sizes); got mode {options.mode!r}, boundary {options.boundary!r}. Use "
+            "solver='cg' or 'lsqr'")
+    if solver == "svd" and not setup.separable:
+        raise ValueError("`solver`='svd' needs a separable kernel (an outer product of 1-D "
+                         "kernels, such as a Gaussian); use solver='cg' or 'lsqr'")
+    if solver == "svd" and options.regularizer != "tikhonov":
+        raise ValueError("`solver`='svd' solves Tikhonov problems only; use solver='cg' with "
+                         f"`regularizer`={options.regularizer!r}")
+
+
 def _check_uses(solver: str, table, options: _Options) -> None:
     unused = sorted(options.given() - table[solver].uses)
     if solver == "richardson-lucy" and options.damp is not None and \
@@ -719,12 +735,6 @@ def _lsq_linear(problem, options, damp, x0, tracker, maxiter):
 
 def _fft(problem, options, damp, x0, tracker, maxiter):
     setup = problem.setup
-    if not setup.exact_model:
-        raise ValueError(
-            "`solver`='fft' needs an operator the FFT or DCT diagonalises exactly: mode 'same' "
-            "with boundary 'wrap', or boundary 'symmetric' with a kernel symmetric along every "
-            f"axis (odd sizes); got mode {options.mode!r}, boundary {options.boundary!r}. Use "
-            "solver='cg' or 'lsqr'")
     model = setup.model(problem.op.input_shape)
     if damp == 0:
         from ._fft import _check_conditioning
@@ -737,14 +747,7 @@ def _fft(problem, options, damp, x0, tracker, maxiter):
 
 
 def _svd(problem, options, damp, x0, tracker, maxiter):
-    setup = problem.setup
-    if not setup.separable:
-        raise ValueError("`solver`='svd' needs a separable kernel (an outer product of 1-D "
-                         "kernels, such as a Gaussian); use solver='cg' or 'lsqr'")
-    if options.regularizer != "tikhonov":
-        raise ValueError("`solver`='svd' solves Tikhonov problems only; use solver='cg' with "
-                         f"`regularizer`={options.regularizer!r}")
-    kron = setup.kronecker()
+    kron = problem.setup.kronecker()
     x = kron.solve(kron.coefficients(problem.y)[0], damp).ravel()
     tracker.x, tracker.Ax, tracker.Rx = x, problem.op @ x, []
     tracker.report(x)
@@ -1051,6 +1054,7 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
     table = _solver_table()
     chosen = _choose_solver(setup, options)
     _check_uses(chosen, table, options)
+    _check_applicable(chosen, setup, options)
     if chosen == "richardson-lucy" and (y.dtype.kind == "c" or kernel.dtype.kind == "c"):
         raise TypeError("Richardson-Lucy needs real, non-negative data and kernel; got complex")
     if options.regularizer == "tv" and chosen != "richardson-lucy":

@@ -255,6 +255,31 @@ def test_cg_on_dask_solves_the_normal_equations():
     assert np.all(np.diff(result.residual_norms) <= 1e-12)  # CGLS decreases the objective
 
 
+@pytest.mark.parametrize("damp,tol", [(3e-3, 1e-2), (3e-2, 1e-2), (3e-1, 1e-2), (3e-2, 1e-4),
+                                      (3e-1, 1e-6)])
+def test_cg_tol_stops_where_the_in_memory_cg_stops(damp, tol):
+    """`tol` means what it means in memory: the solve stops at the first iterate whose
+    normal residual (from the dense matrix) is within the in-memory cg's
+    ``rtol = tol min(1, damp / sum|kernel|)`` of the right-hand side, near the
+    iteration of scipy's cg (rounding moves both by a few at small damps)."""
+    rng = np.random.default_rng(11)
+    kernel, A = _problem(rng, shape=(30, 26), kshape=(7, 6), boundary="zero")
+    y = A @ rng.random(A.shape[1]) + 1e-3 * rng.standard_normal(A.shape[0])
+    seen = []
+    with dask.config.set({"linconv.iterates": "memory"}):
+        result = deconvolve_dask(da.from_array(y.reshape(30, 26), chunks=(11, 9)), kernel,
+                                 damp=damp, solver="cg", tol=tol, maxiter=2000,
+                                 callback=seen.append)
+    normal, b = A.T @ A + damp**2 * np.eye(A.shape[1]), A.T @ y
+    rtol = tol * min(1.0, damp / np.abs(kernel).sum())
+    last, before = (np.linalg.norm(normal @ x.compute().ravel() - b) / np.linalg.norm(b)
+                    for x in (seen[-1], seen[-2]))
+    assert result.converged and last <= rtol * (1 + 1e-6) < before
+    expected = linconv.deconvolve(y.reshape(30, 26), kernel, damp=damp, solver="cg",
+                                  tol=tol, maxiter=2000, preconditioner=None)
+    assert abs(result.iterations - expected.iterations) <= max(1, expected.iterations // 20)
+
+
 def test_cg_iterates_on_disk(tmp_path):
     """Iterates in files (what "auto" picks when they would not fit): the same solve,
     checked against the dense normal equations; the files go with their arrays."""
@@ -442,7 +467,7 @@ def test_auto_damp_and_frames():
     single = deconvolve_dask(da.from_array(frames[0], chunks=8), kernel, boundary="reflect",
                              maxiter=5)
     assert single.damp == linconv.deconvolve(frames[0], kernel, boundary="reflect",
-                                             damp="auto").damp
+                                             solver="cg").damp
     assert "central 20x18 crop" in single.message
     # a stack: frame-parallel; damp per frame
     damp = 0.05
@@ -457,6 +482,29 @@ def test_auto_damp_and_frames():
                            boundary="reflect")
     damps = auto.damp.compute()
     assert damps.shape == (3,) and np.all(damps > 0)
+
+
+@pytest.mark.parametrize("noise", [1e-1, 1e-3, 1e-6])
+def test_auto_damp_is_the_in_memory_cgs(noise):
+    """damp="auto" is the in-memory cg's choice, whose floor is 1e-3 ||A||, also for a
+    separable kernel, where the in-memory default solver (svd) would go below it."""
+    g = np.exp(-np.arange(-2, 3) ** 2 / 2.0)
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+    case = Case((20, 18), kernel.shape, "same", "reflect")
+    A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), 360, (20, 18))
+    rng = np.random.default_rng(12)
+    y = A @ rng.random(360) + noise * rng.standard_normal(360)
+    result = deconvolve_dask(da.from_array(y.reshape(20, 18), chunks=8), kernel,
+                             boundary="reflect", noise_std=noise, maxiter=5)
+    assert result.damp == linconv.deconvolve(y.reshape(20, 18), kernel, boundary="reflect",
+                                             noise_std=noise, solver="cg").damp
+    if noise < 1e-3:  # the floor binds: the residual at it (dense solve) exceeds the noise
+        d = result.damp
+        assert d == pytest.approx(1e-3)
+        floored = np.linalg.solve(A.T @ A + d * d * np.eye(360), A.T @ y)
+        assert np.sqrt(np.mean((A @ floored - y) ** 2)) > 2 * noise
+        assert linconv.deconvolve(y.reshape(20, 18), kernel, boundary="reflect",
+                                  noise_std=noise).damp < 0.2 * d  # svd's
 
 
 def test_local_cluster_processes():

@@ -366,6 +366,10 @@ def test_x0_warm_start_converges_at_once(rng):
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), damp="gcv"), ValueError, r"`damp` must be a non-negative number or 'auto'"),
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), solver="bicg"), ValueError, r"`solver` must be one of"),
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), solver="fft"), ValueError, r"solver='cg' or 'lsqr'"),
+    (lambda: linconv.deconvolve(np.ones(8), np.ones(3), solver="fft", damp=0.1), ValueError, r"`solver`='fft' needs an operator the FFT or DCT diagonalises"),
+    # before the damp search, which needs the exact solver's factorisation too
+    (lambda: linconv.deconvolve(np.ones((8, 8)), [[1.0, 2.0], [3.0, 1.0]], solver="svd"), ValueError, r"`solver`='svd' needs a separable kernel"),
+    (lambda: linconv.deconvolve(np.ones((8, 8)), [[1.0, 2.0], [3.0, 1.0]], solver="svd", damp=0.1), ValueError, r"`solver`='svd' needs a separable kernel"),
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), noise_std=0), ValueError, r"`noise_std` must be a positive"),
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), maxiter=0), ValueError, r"`maxiter` must be a positive"),
     (lambda: linconv.deconvolve(np.ones(8), np.ones(3), tol=2), ValueError, r"`tol` must be a number in"),
