@@ -102,14 +102,18 @@ class BlockFile:
                 lo = [max(r.start - f, 0) for r, f in zip(region, first)]
                 hi = [min(r.stop - f, s) for r, f, s in zip(region, first, shape)]
                 row = math.prod(shape[1:]) * self.dtype.itemsize
-                rows = np.empty((hi[0] - lo[0],) + shape[1:], self.dtype)
+                target = out[tuple(slice(f + a - r.start, f + b - r.start)
+                                   for f, a, b, r in zip(first, lo, hi, region))]
+                whole_rows = not any(lo[1:]) and tuple(hi[1:]) == shape[1:]
+                # the rows straight into `out` where they are contiguous there: no copy
+                rows = target if whole_rows and target.flags.c_contiguous else \
+                    np.empty((hi[0] - lo[0],) + shape[1:], self.dtype)
                 f.seek(offset + lo[0] * row)
                 if f.readinto(rows.data.cast("B")) != rows.nbytes:
                     raise OSError(f"short read from {self.path}")
-                target = tuple(slice(f + a - r.start, f + b - r.start)
-                               for f, a, b, r in zip(first, lo, hi, region))
-                out[target] = rows[(slice(None),) + tuple(slice(a, b) for a, b in
-                                                         zip(lo[1:], hi[1:]))]
+                if rows is not target:
+                    target[...] = rows[(slice(None),) + tuple(slice(a, b) for a, b in
+                                                             zip(lo[1:], hi[1:]))]
         return out
 
     def __setitem__(self, region, value):

@@ -1319,24 +1319,33 @@ def _keep_block(pairs, outputs, region, inputs):
 def _cg_update_block(alpha, beta, outputs, region, inputs):
     """:func:`_cg_update` of one block, on disk: the inputs ``x, r, p, N r, s`` read when
     they are needed, each result written to its store of `outputs` as soon as it is
-    known; returns the block's ``||r||^2``."""
+    known, in place: at most three blocks in memory.  Returns the block's ``||r||^2``."""
     r, p = _own_block(inputs[1], region), _own_block(inputs[2], region)
     p *= beta
     p += r  # r + beta p
     outputs["p"][region] = p
-    nr, s = _own_block(inputs[3], region), _own_block(inputs[4], region)
-    s *= beta
-    s += nr  # N r + beta s
-    outputs["s"][region] = s
-    step = np.multiply(p, alpha, out=nr)
-    del p
     x = _own_block(inputs[0], region)
-    x += step
-    outputs["x"][region] = x
-    del x
-    r -= np.multiply(s, alpha, out=step)
-    outputs["r"][region] = r
+    outputs["x"][region] = _axpy(alpha, p, x)
+    del x, p
+    s = _own_block(inputs[4], region)
+    s *= beta
+    s += _read_only(inputs[3], region)  # N r + beta s
+    outputs["s"][region] = s
+    outputs["r"][region] = _axpy(-alpha, s, r)
     return [_dot(r)]
+
+
+def _axpy(a, x, y):
+    """``y += a x`` in place, with no temporary of the block's size (BLAS axpy); `y`."""
+    if not (y.flags.c_contiguous and x.flags.c_contiguous and y.dtype == x.dtype):
+        y += a * x
+        return y
+    from scipy.linalg.blas import get_blas_funcs
+    flat = y.reshape(-1)
+    out = get_blas_funcs("axpy", (x, y))(x.reshape(-1), flat, a=a)
+    if out is not flat:  # not written in place (f2py copied): the values still go to `y`
+        flat[...] = out
+    return y
 
 
 # -- the normal operator in one stencil ------------------------------------------------
@@ -1403,23 +1412,29 @@ def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None)
         outputs.append(ax.outputs_meeting(start, start + c[j]))
     v = np.pad(block, pads) if any(any(p) for p in pads) else block
     v = v.astype(dtype, copy=False)
-    crop = tuple(crop)
+    own = tuple(slice(c.start - p[0], c.stop - p[0]) for c, p in zip(crop, pads))  # in block
     if w is None and all(o0 >= 0 and o1 <= ax.n_out for (o0, o1), ax in zip(outputs, g.axes)):
         local = _local_operator(Geometry(tuple(
             AxisGeometry(n, 2 * ax.k - 1, 1, ax.dilation, 0, 0) for n, ax in zip(v.shape, g.axes)),
             "zero", None), autocorrelation.tobytes(), autocorrelation.shape, op.dtype.str,
             op.method)
         normal = local.apply(v)
-    else:
+    else:  # one full-size temporary at a time besides the block: about three in all
         local = op._local(_block_geometry(op, v.shape))
-        z = _weigh_outputs(np.array(local.apply(v)), w, outputs, g.axes)
-        normal = np.array(local.H.apply(z)[crop])
+        z = local.apply(v)
+        del v
+        owned = z.flags.writeable and not np.may_share_memory(z, block)  # weighed in place
+        z = _weigh_outputs(z if owned else z.copy(), w, outputs, g.axes)
+        full = local.H.apply(z)
+        del z
+        normal = np.array(full[tuple(crop)])
+        del full
     if d2:
-        normal += d2 * v[crop]
+        normal += d2 * block[own]
     if out is None:
         return normal
     out[tuple(slice(sum(c[:j]), sum(c[:j + 1])) for c, j in zip(chunks, block_id))] = normal
-    return np.full((1,) * normal.ndim, _dot(v[crop], normal))
+    return np.full((1,) * normal.ndim, _dot(block[own], normal))
 
 
 def _weigh_outputs(z, w, outputs, axes):
