@@ -227,7 +227,7 @@ class ChunkedCorrelation:
             weights = op.weight
         else:
             raise TypeError(f"{type(op).__name__} does not support dask arrays")
-        return cls(op.geometry, weights, op.dtype), adjoint, conjugate
+        return cls(op.geometry, weights, op.dtype, op._method_asked), adjoint, conjugate
 
     def __repr__(self):
         return (f"<ChunkedCorrelation {self.geometry.input_shape} -> "
@@ -250,6 +250,8 @@ class ChunkedCorrelation:
         return x.ndim - nd
 
     def _prepare(self, x, shape, conjugate):
+        if x.dtype.kind not in "biufc":
+            raise TypeError(f"`x` must be a numeric array; got dtype {x.dtype}")
         lead = self._lead(x, shape)
         x = x.astype(np.result_type(x.dtype, self.dtype))
         if conjugate and x.dtype.kind == "c":
@@ -742,7 +744,9 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       in-memory cg's ``rtol = max(tol min(1, damp / ||A||), 1e-13)``, which
       keeps the error of `x` near `tol` however small the damp; the residual
       norms ``||sqrt(w) (A x_k + b - y)||^2 + damp^2 ||x_k||^2`` (square root)
-      are computed from ``x_k`` every iteration.  No preconditioner.
+      are computed from ``x_k`` every iteration.  No preconditioner.  `y` and
+      `weights` are checked as in memory (finite; weights non-negative, not
+      all zero) in the first pass, which raises before any iteration.
     - ``solver="richardson-lucy"`` (``"rl"``): the iteration of the in-memory
       solver (:func:`linconv._richardson_lucy.richardson_lucy`) with the same
       start, guards, Biggs-Andrews acceleration and, with `maxiter` None, the
@@ -773,9 +777,12 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
 
     A stack of frames (``y.ndim > kernel.ndim``) runs the in-memory
     :func:`linconv.deconvolve` on every frame in parallel (any of its
-    solvers and options but `callback` and `progress`); `x`, and
-    `damp`, `iterations` and `converged` (one per frame) are then lazy dask
-    arrays: compute them together, ``dask.compute(result.x, result.damp)``.
+    solvers and options but `callback` and `progress`, checked at the call;
+    `damp` one per frame or for all; `weights`, `background` and `x0` per
+    frame or one for all); `x`, and `damp`, `iterations`, `converged` and
+    `noise_std` (NaN: not used; one per frame) are then lazy dask arrays:
+    compute them together, ``dask.compute(result.x, result.damp)``;
+    `residual_norms` is None.
 
     Returns
     -------
@@ -783,7 +790,7 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
         `x` a dask array, float32 when `y` is float32, else float64 (complex
         when `y` or `kernel` is).
     """
-    from ._deconvolve import DeconvolutionResult
+    from ._deconvolve import DeconvolutionResult, _noise_std_used, _parse_scalars
 
     da = _da()
     kernel = as_kernel(kernel)
@@ -798,31 +805,36 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
                    noise_std=noise_std, regularizer=regularizer, bounds=bounds,
                    weights=weights, background=background, maxiter=maxiter, tol=tol,
                    preconditioner=preconditioner, x0=x0, callback=callback, progress=progress)
+    # the in-memory checks of the options that are not arrays, here and not in the tasks
+    parsed, damp, noise_std, tol, _ = _parse_scalars(solver, damp, noise_std, regularizer,
+                                                     maxiter, tol, preconditioner, callback)
     if y.ndim > kernel.ndim:
         return _deconvolve_frames(y, kernel, options, DeconvolutionResult)
 
-    if not isinstance(solver, str) or solver not in _DASK_SOLVERS:
+    if solver not in _DASK_SOLVERS:
         raise ValueError(f"`solver` on a dask array must be 'auto', 'cg' or 'richardson-lucy' "
                          f"('rl'); got {solver!r} (other solvers: compute `y` into memory, or "
                          "pass a stack of frames)")
-    solver = "richardson-lucy" if solver in ("rl", "richardson-lucy") else "cg"
+    solver = "richardson-lucy" if parsed == "richardson-lucy" else "cg"
     if regularizer != "tikhonov":
         raise ValueError(f"`regularizer` on a dask array must be 'tikhonov'; got {regularizer!r}")
     if bounds is not None:
         raise ValueError("`bounds` are not supported on a dask array; use "
                          "solver='richardson-lucy' for a non-negative image")
-    if not (isinstance(preconditioner, str) and preconditioner == "auto") \
-            and preconditioner is not None:
-        raise ValueError("`preconditioner` is not supported on a dask array; pass 'auto' "
-                         "(none is used) or None")
-    if maxiter is not None and (not isinstance(maxiter, (int, np.integer)) or maxiter < 1):
-        raise ValueError(f"`maxiter` must be a positive integer; got {maxiter!r}")
-    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
-        raise ValueError(f"`tol` must be a number in (0, 1); got {tol!r}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"`callback` must be callable; got {type(callback).__name__}")
-    if not np.isscalar(background) or not np.isfinite(background):
-        raise ValueError(f"`background` must be a finite number; got {background!r}")
+    if not (isinstance(preconditioner, str) and preconditioner == "auto"):
+        if preconditioner is not None:
+            raise ValueError("`preconditioner` is not supported on a dask array; pass 'auto' "
+                             "(none is used) or None")
+        if solver == "richardson-lucy":
+            raise ValueError("solver 'richardson-lucy' does not use `preconditioner`")
+    if np.ndim(damp):
+        raise ValueError(f"`damp` of one image must be a number or 'auto'; got shape "
+                         f"{np.shape(damp)}")
+    if is_dask_array(background) or not np.isscalar(background):
+        raise ValueError("`background` on one dask image must be a number; subtract an "
+                         "array background from `y` first")
+    if not np.isfinite(background):
+        raise ValueError(f"`background` must be finite; got {background!r}")
 
     geometry = Geometry.from_output(kernel.shape, y.shape, mode, boundary)
     real = y.dtype.kind != "c" and kernel.dtype.kind != "c"
@@ -836,6 +848,9 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
                                                                   chunks=y.chunks)
         if w.shape != y.shape:
             raise ValueError(f"`weights` must have the shape of `y` {y.shape}; got {w.shape}")
+        if w.dtype.kind not in "biuf":
+            raise ValueError("`weights` must be finite, real and non-negative (0 marks a "
+                             "missing sample)")
         w = w.astype(dtype.type(0).real.dtype).rechunk(y.chunks)
     if x0 is not None:
         x0 = x0 if is_dask_array(x0) else da.asarray(np.asarray(x0))
@@ -845,20 +860,15 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
         x0 = x0.astype(dtype)
 
     messages = []
-    if solver == "richardson-lucy":
-        if not (damp == "auto" or (np.isscalar(damp) and damp == 0)):
-            raise ValueError(f"`damp` must be 'auto' or 0 for richardson-lucy on a dask "
-                             f"array (no regularisation there); got {damp!r}")
-        damp, sigma = 0.0, noise_std
-    elif isinstance(damp, str):
-        if damp != "auto":
-            raise ValueError(f"`damp` must be a non-negative number or 'auto'; got {damp!r}")
+    if solver == "richardson-lucy" and damp:
+        raise ValueError(f"`damp` must be 'auto' or 0 for richardson-lucy on a dask "
+                         f"array (no regularisation there); got {damp!r}")
+    _noise_std_used(noise_std, damp, solver, stacklevel=4)  # linconv.deconvolve's caller
+    sigma = None
+    if solver == "cg" and damp is None:
         damp, sigma, how = _auto_damp(y, kernel, w, options)
         messages.append(how)
-    else:
-        if not np.isscalar(damp) or not np.isfinite(damp) or damp < 0:
-            raise ValueError(f"`damp` must be a non-negative number or 'auto'; got {damp!r}")
-        damp, sigma = float(damp), noise_std
+    damp = float(damp or 0.0)
     run = _richardson_lucy if solver == "richardson-lucy" else _cgls
     x, norms, iterations, converged, where = run(op, y, w, float(background), damp, maxiter,
                                                  tol, x0, callback, progress)
@@ -1145,8 +1155,11 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     if x0 is not None:
         start["x"] = x0.rechunk(rhs.chunks)
     start["r"] = rhs if x0 is None else rhs - normal(start["x"])
-    products = [_dot(rhs)] if x0 is not None else []
+    checks = _data_checks(y, w)  # the in-memory deconvolve's checks, in the same pass
+    products = checks + ([_dot(rhs)] if x0 is not None else [])
     state, values = with_normal(start, products, start["r"], dots=[("r", start["r"])])
+    _raise_data_checks(values[:len(checks)], w is not None)
+    values = values[len(checks):]
     del start, rhs, products
     yb, w = state.pop("y"), state.pop("w", None)
     if x0 is None:
@@ -1200,6 +1213,26 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
         if bar is not None:
             bar.close()
     return state["x"], norms, k, bool(converged), store.describe()
+
+
+def _data_checks(y, w):
+    """Lazy counts of what the in-memory deconvolve refuses: non-finite `y`; non-finite
+    or negative weights, and the largest weight (all zero: nothing observed)."""
+    da = _da()
+    checks = [(~da.isfinite(y)).sum()]
+    if w is not None:
+        checks += [(~da.isfinite(w) | (w < 0)).sum(), w.max()]
+    return checks
+
+
+def _raise_data_checks(values, weighted):
+    if values[0]:
+        raise ValueError("`y` must be finite; it contains NaN or inf")
+    if weighted and values[1]:
+        raise ValueError("`weights` must be finite, real and non-negative (0 marks a "
+                         "missing sample)")
+    if weighted and not values[2] > 0:
+        raise ValueError("`weights` are all zero: no sample is observed")
 
 
 def _cg_update(alpha, beta, x, r, p, nr, s):
@@ -1798,45 +1831,85 @@ def _deconvolve_frames(y, kernel, options, result_type):
     y = y.rechunk(layout)
     arrays = [y]
     per_frame = []
-    for name, shape in (("weights", y.shape), ("x0", y.shape[:nf] + image)):
+    # per frame, or one for all frames (broadcast), as the in-memory deconvolve takes them
+    for name, shape, one in (("weights", y.shape, frame_shape),
+                             ("background", y.shape, frame_shape),
+                             ("x0", y.shape[:nf] + image, image)):
         value = options[name]
-        if value is None:
+        if value is None or (name == "background" and np.ndim(value) == 0 and
+                             not is_dask_array(value)):
             continue
         value = value if is_dask_array(value) else da.from_array(np.asarray(value))
+        if value.shape == one:
+            value = da.broadcast_to(value, shape)
         if value.shape != shape:
-            raise ValueError(f"`{name}` must have shape {shape} for this stack; got "
-                             f"{value.shape}")
+            raise ValueError(f"`{name}` must have shape {shape} (or {one}, for every frame) "
+                             f"for this stack; got {value.shape}")
         arrays.append(value.rechunk(layout))
         per_frame.append(name)
+    batch = y.shape[:nf]
+    damps = None
+    if not isinstance(options["damp"], str) and np.ndim(options["damp"]):
+        damps = np.broadcast_to(np.asarray(options["damp"], float), batch)  # one per frame
     given = {key: value for key, value in options.items()
              if key not in per_frame and (key == "damp" or not _is_default(key, value))}
+    solver = _frames_solver(kernel, frame_shape, image, options)
     complex_ = y.dtype.kind == "c" or kernel.dtype.kind == "c"
     pack = np.complex128 if complex_ else np.float64
     packed = da.map_blocks(
-        functools.partial(_frame_block, kernel, given, tuple(per_frame), nf, image, pack),
-        *arrays, chunks=y.chunks[:nf] + ((size + 3,),), drop_axis=list(range(nf + 1, y.ndim)),
+        functools.partial(_frame_block, kernel, given, damps, tuple(per_frame), nf, pack),
+        *arrays, chunks=y.chunks[:nf] + ((size + 4,),), drop_axis=list(range(nf + 1, y.ndim)),
         dtype=pack, meta=np.empty((0,) * (nf + 1), pack))
     precision = np.float32 if y.dtype in (np.float32, np.complex64) else np.float64
     xdtype = np.result_type(precision, np.complex64) if complex_ else np.dtype(precision)
     x = packed[..., :size].reshape(y.shape[:nf] + image).astype(xdtype)
     tail = packed[..., size:].real
-    return result_type(x=x, damp=tail[..., 0], solver=str(options["solver"]),
+    return result_type(x=x, damp=tail[..., 0], solver=solver,
                        iterations=tail[..., 1].astype(int), converged=tail[..., 2] > 0.5,
-                       residual_norms=np.array([]), noise_std=options["noise_std"],
+                       residual_norms=None, noise_std=tail[..., 3],
                        regularizer=options["regularizer"],
                        message="frames deconvolved in parallel by the in-memory deconvolve; "
-                               "damp, iterations, converged are per frame (dask arrays)")
+                               "damp, iterations, converged and noise_std (NaN: not used) "
+                               "are per frame (dask arrays); no residual_norms")
+
+
+def _frames_solver(kernel, frame_shape, image, options) -> str:
+    """The in-memory deconvolve's checks of a frame's options, and its solver, before the
+    tasks run (stand-ins of the frame's shape for the arrays: their values are checked
+    per frame)."""
+    import warnings
+    from ._deconvolve import (_check_applicable, _check_uses, _choose_solver, _parse, _Setup,
+                              _solver_table)
+    stand_in = {name: None if options[name] is None else np.ones(shape)
+                for name, shape in (("weights", frame_shape), ("x0", image))}
+    background = options["background"]
+    stand_in["background"] = background if np.ndim(background) == 0 and \
+        not is_dask_array(background) else np.ones(frame_shape)
+    damp = options["damp"]
+    stand_in["damp"] = damp if isinstance(damp, str) or np.ndim(damp) == 0 else \
+        np.asarray(damp, float).ravel()[0]
+    parsed = _parse(np.zeros(frame_shape), kernel, **{**options, **stand_in})
+    setup = _Setup(kernel, frame_shape, parsed)
+    chosen = _choose_solver(setup, parsed)
+    with warnings.catch_warnings():  # the frames' tasks warn
+        warnings.simplefilter("ignore")
+        _check_uses(chosen, _solver_table(), parsed)
+    _check_applicable(chosen, setup, parsed)
+    return chosen
 
 
 @_one_thread
-def _frame_block(kernel, given, per_frame, nf, image, pack, yb, *extra):
+def _frame_block(kernel, given, damps, per_frame, nf, pack, yb, *extra, block_id=None):
     from ._deconvolve import deconvolve
 
     frame = yb.reshape(yb.shape[nf:])
     kwargs = dict(given)
     for name, value in zip(per_frame, extra):
         kwargs[name] = value.reshape(value.shape[nf:])
+    if damps is not None:
+        kwargs["damp"] = float(damps[tuple(block_id[:nf])])
     result = deconvolve(frame, kernel, **kwargs)
+    sigma = np.nan if result.noise_std is None else result.noise_std
     out = np.concatenate([np.asarray(result.x, dtype=pack).ravel(),
-                          [result.damp, result.iterations, float(result.converged)]])
+                          [result.damp, result.iterations, float(result.converged), sigma]])
     return out.reshape((1,) * nf + (-1,))

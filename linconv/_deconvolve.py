@@ -235,8 +235,9 @@ def _positive_number(value, name):
     return float(value)
 
 
-def _parse(y, kernel, mode, boundary, correlate, solver, damp, noise_std, regularizer, bounds,
-           weights, background, maxiter, tol, preconditioner, x0, callback, progress):
+def _parse_scalars(solver, damp, noise_std, regularizer, maxiter, tol, preconditioner, callback):
+    """The options that are not arrays, checked (for dask arrays too): ``(solver, damp,
+    noise_std, tol, preconditioner)`` parsed."""
     if not isinstance(solver, str) or solver not in SOLVERS:
         raise ValueError(f"`solver` must be one of {', '.join(map(repr, SOLVERS))}; got {solver!r}")
     solver = "richardson-lucy" if solver == "rl" else solver
@@ -272,6 +273,13 @@ def _parse(y, kernel, mode, boundary, correlate, solver, damp, noise_std, regula
                             f"{type(preconditioner).__name__}") from exc
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable; got {type(callback).__name__}")
+    return solver, damp, noise_std, tol, preconditioner
+
+
+def _parse(y, kernel, mode, boundary, correlate, solver, damp, noise_std, regularizer, bounds,
+           weights, background, maxiter, tol, preconditioner, x0, callback, progress):
+    solver, damp, noise_std, tol, preconditioner = _parse_scalars(
+        solver, damp, noise_std, regularizer, maxiter, tol, preconditioner, callback)
     frame_shape = y.shape[y.ndim - kernel.ndim:]
     if weights is not None:
         weights = as_array(weights, "weights")
@@ -485,7 +493,21 @@ def _check_applicable(solver: str, setup: _Setup, options: _Options) -> None:
                          f"`regularizer`={options.regularizer!r}")
 
 
+def _noise_std_used(noise_std, damp, solver, stacklevel) -> bool:
+    """Whether a given `noise_std` is used (by damp="auto"'s discrepancy principle, which
+    Richardson-Lucy has not); a warning when it is not."""
+    if noise_std is None:
+        return False
+    if damp is None and solver != "richardson-lucy":
+        return True
+    why = "richardson-lucy" if solver == "richardson-lucy" else "a given `damp`"
+    warnings.warn(f"`noise_std` is used only to choose damp='auto' (the discrepancy "
+                  f"principle); with {why} it was ignored", UserWarning, stacklevel=stacklevel)
+    return False
+
+
 def _check_uses(solver: str, table, options: _Options) -> None:
+    _noise_std_used(options.noise_std, options.damp, solver, stacklevel=4)
     unused = sorted(options.given() - table[solver].uses)
     if solver == "richardson-lucy" and options.damp is not None and \
             options.regularizer != "tv" and np.any(options.damp != 0):
@@ -1087,7 +1109,7 @@ def _solve_frame(setup, table, solver, options, y, index, damps, x0):
         background = background[index]
     problem = _Problem(setup, y, weights, background)
     messages = []
-    sigma = options.noise_std
+    sigma = options.noise_std if damps is None and solver != "richardson-lucy" else None
     warm = None
     if damps is None and solver == "richardson-lucy":
         damp = TV_AUTO if options.regularizer == "tv" else 0.0

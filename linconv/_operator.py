@@ -249,6 +249,7 @@ class GeometryOperator(ShapedOperator):
         self.geometry = geometry
         self._engine = make_engine(method, geometry, weights.astype(dtype, copy=False))
         self.method = self._engine.name
+        self._method_asked = method  # what dask's blocks use (each resolves "auto" itself)
         super().__init__(dtype, geometry.input_shape, geometry.output_shape)
 
     @property

@@ -220,7 +220,7 @@ def test_errors_on_dask():
         deconvolve_dask(x, k, solver="rl", damp=0.5)
     with pytest.raises(ValueError, match="`y` must be non-negative"):
         deconvolve_dask(-x, k, solver="rl", maxiter=2)
-    with pytest.raises(ValueError, match="`damp` must be a non-negative number"):
+    with pytest.raises(ValueError, match="`damp` must be a non-negative finite number"):
         deconvolve_dask(x, k, damp=-1.0)
     with pytest.raises(ValueError, match="`x0` must have the image's shape"):
         deconvolve_dask(x, k, damp=0.1, x0=np.zeros((3, 3)))
@@ -505,6 +505,102 @@ def test_auto_damp_is_the_in_memory_cgs(noise):
         assert np.sqrt(np.mean((A @ floored - y) ** 2)) > 2 * noise
         assert linconv.deconvolve(y.reshape(20, 18), kernel, boundary="reflect",
                                   noise_std=noise).damp < 0.2 * d  # svd's
+
+
+def test_frames_take_the_in_memory_forms_of_the_options():
+    """Per-frame damps, a background per frame or for all, weights of one frame, one x0 for
+    all frames: each frame is the dense Tikhonov solve of its own problem."""
+    rng = np.random.default_rng(13)
+    kernel, A = _problem(rng)
+    frames = np.stack([(A @ rng.random(A.shape[1])).reshape(20, 18) for _ in range(3)])
+    damps = np.array([0.03, 0.1, 0.3])
+    background = rng.uniform(0, 0.1, frames.shape)
+    w = rng.uniform(0.5, 2.0, (20, 18))
+    result = deconvolve_dask(da.from_array(frames, chunks=(1, 10, 9)), kernel,
+                             boundary="reflect", damp=damps, background=background,
+                             weights=w, x0=np.zeros((20, 18)), solver="cg", tol=1e-12,
+                             maxiter=500)
+    x, used = dask.compute(result.x, result.damp)
+    np.testing.assert_array_equal(used, damps)
+    W = np.diag(w.ravel())
+    for frame, b, d, estimate in zip(frames, background, damps, x):
+        expected = np.linalg.solve(A.T @ W @ A + d * d * np.eye(A.shape[1]),
+                                   A.T @ W @ (frame - b).ravel())
+        np.testing.assert_allclose(estimate.ravel(), expected, atol=1e-8)
+    shared = deconvolve_dask(da.from_array(frames, chunks=(1, 10, 9)), kernel,
+                             boundary="reflect", damp=0.1, background=background[0],
+                             solver="cg", tol=1e-12, maxiter=500)
+    for frame, estimate in zip(frames, shared.x.compute()):
+        expected = np.linalg.solve(A.T @ A + 0.01 * np.eye(A.shape[1]),
+                                   A.T @ (frame - background[0]).ravel())
+        np.testing.assert_allclose(estimate.ravel(), expected, atol=1e-8)
+
+
+def test_frames_report_the_solver_and_noise_and_check_options_at_once():
+    rng = np.random.default_rng(14)
+    g = np.exp(-np.arange(-2, 3) ** 2 / 2.0)
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+    frames = rng.random((3, 16, 16)) + 0.01 * rng.standard_normal((3, 16, 16))
+    result = deconvolve_dask(da.from_array(frames, chunks=(1, 16, 16)), kernel)
+    expected = linconv.deconvolve(frames, kernel)
+    assert result.solver == expected.solver == "svd"
+    np.testing.assert_allclose(result.noise_std.compute(), expected.noise_std, rtol=1e-12)
+    assert result.residual_norms is None
+    stack = da.from_array(frames, chunks=(1, 16, 16))
+    for kwargs, match in (({"solver": "xx"}, "`solver` must be one of"),
+                          ({"damp": -1.0}, "`damp` must be a non-negative"),
+                          ({"tol": 5.0}, "`tol` must be a number in"),
+                          ({"solver": "rl", "damp": 0.1}, "does not use `damp`"),
+                          ({"solver": "svd", "boundary": "wrap", "x0": np.zeros((16, 16))},
+                           "does not use `x0`")):
+        with pytest.raises(ValueError, match=match):  # at the call, not at compute
+            deconvolve_dask(stack, kernel, **kwargs)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda y, w: (np.where(y > 0.9, np.nan, y), w), "`y` must be finite"),
+    (lambda y, w: (np.where(w < 0.1, np.nan, y), w), "`y` must be finite"),  # even unweighted
+    (lambda y, w: (y, w - 0.2), "`weights` must be finite, real and non-negative"),
+    (lambda y, w: (y, np.where(w > 0.9, np.nan, w)), "`weights` must be finite, real"),
+    (lambda y, w: (y, 0 * w), "`weights` are all zero"),
+    (lambda y, w: (y, w + 0j), "`weights` must be finite, real and non-negative"),
+])
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_cg_refuses_the_data_the_in_memory_deconvolve_refuses(change, match, where, tmp_path):
+    rng = np.random.default_rng(15)
+    y, w = change(rng.random((16, 14)), rng.random((16, 14)))
+    with pytest.raises(ValueError, match=match):
+        linconv.deconvolve(y, np.ones((3, 3)) / 9, damp=0.05, weights=w, solver="cg")
+    with dask.config.set({"linconv.iterates": where,
+                          "linconv.temporary-directory": str(tmp_path)}):
+        with pytest.raises(ValueError, match=match):
+            deconvolve_dask(da.from_array(y, chunks=8), np.ones((3, 3)) / 9, damp=0.05,
+                            weights=da.from_array(w, chunks=8), solver="cg", maxiter=3)
+    with pytest.raises(ValueError, match="`noise_std` must be a positive finite number"):
+        deconvolve_dask(da.from_array(y, chunks=8), np.ones((3, 3)) / 9, noise_std=-1.0)
+
+
+def test_method_and_dtype_checks_reach_the_blocks():
+    from linconv._dask import ChunkedCorrelation
+    op = linconv.ConvolutionOperator(np.ones((3, 3)), (8, 8), "same", method="fft")
+    assert ChunkedCorrelation.of(op)[0].method == "fft"
+    assert ChunkedCorrelation.of(linconv.ConvolutionOperator(np.ones((3, 3)), (8, 8)))[0] \
+        .method == "auto"  # each block chooses
+    x = np.ones((8, 8))
+    x[3, 4] = np.nan  # the FFT spreads a NaN over the whole image, a direct sum over 3x3
+    assert np.isnan(op.apply(da.from_array(x, chunks=4)).compute()).sum() == 64
+    with pytest.raises(TypeError, match="`x` must be a numeric array"):
+        op.apply(da.zeros((8, 8), dtype="datetime64[s]"))
+
+
+@pytest.mark.parametrize("kwargs", [{"damp": 0.1}, {"solver": "rl"}])
+def test_noise_std_unused_warns_on_both_backends(kwargs):
+    y = np.random.default_rng(16).random((12, 12))
+    for data in (y, da.from_array(y, chunks=6)):
+        with pytest.warns(UserWarning, match="`noise_std` is used only to choose damp='auto'"):
+            result = linconv.deconvolve(data, np.ones((3, 3)) / 9, noise_std=0.5, maxiter=3,
+                                        **kwargs)
+        assert result.noise_std is None
 
 
 def test_local_cluster_processes():
