@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ._operator import ConvolutionOperator
-from ._validation import as_array, as_kernel
+from ._validation import as_array, as_kernel, is_dask_array
 
 __all__ = ["convolve", "correlate"]
 
 
 def _apply(x, kernel, mode, boundary, stride, dilation, method, correlate):
-    if type(x).__module__.partition(".")[0] == "dask":  # lazily: dask in, dask out
+    if is_dask_array(x):  # lazily: dask in, dask out
         from ._dask import convolve_dask
         return convolve_dask(x, kernel, mode, boundary, stride, dilation, method, correlate)
     x = as_array(x)

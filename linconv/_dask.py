@@ -52,16 +52,11 @@ from ._engines import FFTEngine, set_workers
 from ._geometry import AxisGeometry, Geometry
 from ._operator import GeometryOperator, ShapedOperator, _View, operator_dtype
 from ._sparse import correlation_weights
-from ._validation import as_kernel, as_method
+from ._validation import as_kernel, as_method, is_dask_array
 
 __all__ = ["AxisPlan", "ChunkedCorrelation", "apply", "convolve_dask", "deconvolve_dask",
            "is_dask_array"]
 
-
-
-def is_dask_array(x) -> bool:
-    """True for a dask array, detected without importing dask."""
-    return type(x).__module__.partition(".")[0] == "dask"
 
 
 def _da():
@@ -736,10 +731,14 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
       one synchronisation (two with the iterates on disk, see below).  It
       keeps ``x``, the normal residual ``r``, ``p``, ``s = N p`` and ``N r``,
       and applies ``N`` and ``A`` (``A x`` for the residual norm) per
-      iteration.  With the zero boundary ``N r`` is one stencil per block
-      (``A^H W A`` of the block's window; without weights, away from the
-      image's edges, one correlation with the kernel's autocorrelation);
-      with other boundaries it is ``A``, then ``A^H``.  Stops when
+      iteration.  ``N r`` is one stencil per block (``A^H W A`` of the
+      block's window, the edge blocks extending it by the boundary rule and
+      adding the margins back; without weights, away from the image's edges,
+      one correlation with the kernel's autocorrelation) where the margins
+      copy samples of their own edge block (the zero boundary; "reflect",
+      "symmetric", "edge" unless an edge block is thinner than the pad;
+      "wrap" along axes of one block); else it is ``A``, then ``A^H``.  Stops
+      when
       ``||r_k|| <= rtol ||A^H W (y - b)||`` (scipy's cg rule) with the
       in-memory cg's ``rtol = max(tol min(1, damp / ||A||), 1e-13)``, which
       keeps the error of `x` near `tol` however small the damp; the residual
@@ -1093,7 +1092,7 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     and writes their successors.
 
     ``N r = A^H W A r + damp^2 r`` is one stencil where :func:`_fused_normal`
-    applies (the zero boundary), else ``A r`` then ``A^H``.  With the iterates
+    applies (margins inside their edge blocks), else ``A r`` then ``A^H``.  With the iterates
     on disk an iteration is two passes, each ending in stores: the update of
     ``x, r, p, s``; ``N r`` and the misfit of ``x`` (three passes with two
     stencils for ``N r``: ``W A r`` and the misfit, then ``N r``).  The
@@ -1383,15 +1382,49 @@ def _axpy(a, x, y):
 
 # -- the normal operator in one stencil ------------------------------------------------
 def _one_stencil_normal(op, v, w) -> bool:
-    """Whether :func:`_fused_normal` applies: the zero boundary and stride 1, one image (no
-    channels or batch), `w` None or read from a store (:func:`_store_of`), and chunks no
-    thinner than the halo (but the first and last)."""
+    """Whether :func:`_fused_normal` applies: stride 1, one image (no channels or batch),
+    `w` None or read from a store (:func:`_store_of`), chunks no thinner than the halo
+    (but the first and last), and a boundary rule whose margins copy samples of their
+    own edge block (:func:`_margins_local`; the zero rule's are zeros)."""
     g = op.geometry
-    return not (g.boundary != "zero" or g.channels is not None or v.ndim != len(g.axes)
+    return not (g.channels is not None or v.ndim != len(g.axes)
                 or tuple(v.shape) != g.input_shape or any(ax.stride != 1 for ax in g.axes)
                 or (w is not None and _store_of(w) is None)
                 or any(len(c) > 2 and min(c[1:-1]) < ax.span - 1
-                       for c, ax in zip(v.chunks, g.axes)))
+                       for c, ax in zip(v.chunks, g.axes))
+                or (g.boundary != "zero" and not all(
+                    _margins_local(ax, g.boundary, c) for c, ax in zip(v.chunks, g.axes))))
+
+
+def _padded_window(ax, chunks, j):
+    """For block `j` of an axis: ``(b0, b1)`` its inputs, ``(w0, w1)`` the inputs its
+    stencil task holds (the block and its neighbours' halo pieces), ``(p0, p1)`` the
+    padded positions whose ``P v`` it needs (the positions copying its inputs, ``J``,
+    and ``span - 1`` more each side) and ``J``'s ends."""
+    h = ax.span - 1
+    b0 = sum(chunks[:j])
+    b1 = b0 + chunks[j]
+    w0 = b0 - (min(h, chunks[j - 1]) if j > 0 else 0)
+    w1 = b1 + (min(h, chunks[j + 1]) if j < len(chunks) - 1 else 0)
+    j0 = ax.lo + b0 if j > 0 else 0  # the margins belong to the edge blocks
+    j1 = ax.lo + b1 if j < len(chunks) - 1 else ax.padded_length
+    return (b0, b1), (w0, w1), (max(j0 - h, 0), min(j1 + h, ax.padded_length)), (j0, j1)
+
+
+def _margins_local(ax, boundary, chunks) -> bool:
+    """Whether every block's stencil task holds the inputs its padded window copies, and
+    every margin position copies an input of the edge block it belongs to (``P`` and
+    ``P^H`` inside the blocks)."""
+    if not (ax.lo or ax.hi):
+        return True
+    source = ax.extension_map(boundary)
+    for j in range(len(chunks)):
+        (b0, b1), (w0, w1), (p0, p1), (j0, j1) = _padded_window(ax, chunks, j)
+        if source[p0:p1].min() < w0 or source[p0:p1].max() >= w1:
+            return False
+        if np.any((source[j0:j1] < b0) | (source[j0:j1] >= b1)):
+            return False
+    return True
 
 
 def _fused_normal(op, v, w, d2, out=None):
@@ -1402,8 +1435,9 @@ def _fused_normal(op, v, w, d2, out=None):
 
     Two stencils (``A v``, then ``A^H`` of the weighted result) cost a pass with a
     full-size intermediate between them: a third of an out-of-core CG iteration.
-    With the zero boundary and stride 1, a block of ``N v`` reads only the block's
-    window with a halo of ``span - 1`` per side.
+    With stride 1, a block of ``N v`` reads only the block's window with a halo of
+    ``span - 1`` per side (and, at the image's edges, the margins the boundary rule
+    copies from the block).
     """
     if out is not None and (_regular(v) is not v or
                             tuple(out.chunks) != tuple(c[0] for c in v.chunks)):
@@ -1443,9 +1477,28 @@ def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None)
                      h - (min(h, c[j + 1]) if j < len(c) - 1 else 0)))
         crop.append(slice(h, h + c[j]))
         outputs.append(ax.outputs_meeting(start, start + c[j]))
+    own = tuple(slice(c.start - p[0], c.stop - p[0]) for c, p in zip(crop, pads))  # in block
+    windows = [_padded_window(ax, c, j) for ax, c, j in zip(g.axes, chunks, block_id)]
+    if g.boundary != "zero" and any(p0 < ax.lo or p1 > ax.lo + ax.n
+                                    for ax, (_, _, (p0, p1), _) in zip(g.axes, windows)):
+        normal = _normal_with_margins(op, w, block, windows, dtype)
+    else:
+        normal = _normal_inside(op, autocorrelation, w, block, pads, crop, outputs, dtype)
+    if d2:
+        normal += d2 * block[own]
+    if out is None:
+        return normal
+    out[tuple(slice(sum(c[:j]), sum(c[:j + 1])) for c, j in zip(chunks, block_id))] = normal
+    return np.full((1,) * normal.ndim, _dot(block[own], normal))
+
+
+def _normal_inside(op, autocorrelation, w, block, pads, crop, outputs, dtype):
+    """:func:`_normal_block` where the window holds no margin of a boundary rule (the zero
+    rule's are zeros)."""
+    g = op.geometry
     v = np.pad(block, pads) if any(any(p) for p in pads) else block
     v = v.astype(dtype, copy=False)
-    own = tuple(slice(c.start - p[0], c.stop - p[0]) for c, p in zip(crop, pads))  # in block
+    crop = tuple(crop)
     if w is None and all(o0 >= 0 and o1 <= ax.n_out for (o0, o1), ax in zip(outputs, g.axes)):
         local = _local_operator(Geometry(tuple(
             AxisGeometry(n, 2 * ax.k - 1, 1, ax.dilation, 0, 0) for n, ax in zip(v.shape, g.axes)),
@@ -1460,14 +1513,38 @@ def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None)
         z = _weigh_outputs(z if owned else z.copy(), w, outputs, g.axes)
         full = local.H.apply(z)
         del z
-        normal = np.array(full[tuple(crop)])
+        normal = np.array(full[crop])
         del full
-    if d2:
-        normal += d2 * block[own]
-    if out is None:
-        return normal
-    out[tuple(slice(sum(c[:j]), sum(c[:j + 1])) for c, j in zip(chunks, block_id))] = normal
-    return np.full((1,) * normal.ndim, _dot(block[own], normal))
+    return normal
+
+
+def _normal_with_margins(op, w, block, windows, dtype):
+    """:func:`_normal_block` of an edge block under a boundary rule: ``P v`` on the block's
+    padded window (a gather by the extension map, which :func:`_margins_local` checked
+    stays in the task's inputs), ``L``, the weights, ``L^H``, then ``P^H``: the positions
+    that copy the block's samples added onto them (the margins' few by ``np.add.at``)."""
+    g = op.geometry
+    positions = [np.arange(p0, p1) for _, _, (p0, p1), _ in windows]
+    sources = [ax.extension_index(q, g.boundary) for ax, q in zip(g.axes, positions)]
+    window = block[np.ix_(*[s - w0 for s, (_, (w0, _), _, _) in zip(sources, windows)])]
+    local = op._local(_block_geometry(op, window.shape))
+    z = local.apply(window.astype(dtype, copy=False))
+    del window
+    owned = z.flags.writeable and not np.may_share_memory(z, block)
+    z = _weigh_outputs(z if owned else z.copy(), w,
+                       [(p0, p1 - ax.span + 1) for ax, (_, _, (p0, p1), _) in zip(g.axes, windows)],
+                       g.axes)
+    z = local.H.apply(z)
+    for a, (ax, q, s, ((b0, b1), _, (p0, _), _)) in enumerate(zip(g.axes, positions, sources,
+                                                                  windows)):
+        identity = slice(ax.lo + b0 - p0, ax.lo + b1 - p0)
+        margins = np.nonzero(((q < ax.lo) | (q >= ax.lo + ax.n)) & (s >= b0) & (s < b1))[0]
+        folded = np.array(z[(slice(None),) * a + (identity,)])
+        if margins.size:
+            np.add.at(folded, (slice(None),) * a + (s[margins] - b0,),
+                      np.take(z, margins, axis=a))
+        z = folded
+    return z
 
 
 def _weigh_outputs(z, w, outputs, axes):
@@ -1539,13 +1616,14 @@ def _richardson_lucy(op, y, w, background, damp, maxiter, tol, x0, callback, pro
     ones = w is None
     w = da.ones_like(y) if ones else w
     observed = w > 0
+    finite = da.isfinite(y)  # everywhere, as the in-memory deconvolve asks
     y = da.where(observed, y, 0).astype(dtype)
 
     # setup, first pass: the data, A^H w and the checks and sums of the start
     setup = {"y": y, "sens": op.adjoint(w)}
     if not ones:
         setup["w"] = w
-    scalars = [w.min(), (~da.isfinite(w)).sum(), y.min(), (~da.isfinite(y)).sum(),
+    scalars = [w.min(), (~da.isfinite(w)).sum(), y.min(), (~finite).sum(),
                setup["sens"].max(), (w * (y - background)).sum(dtype=np.float64),
                (w * y).sum(dtype=np.float64), y.max()]
     if x0 is not None:

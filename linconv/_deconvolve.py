@@ -29,7 +29,7 @@ from ._fft import SpectralModel, _damp
 from ._engines import get_workers
 from ._geometry import Geometry
 from ._operator import ConvolutionOperator
-from ._validation import as_array, as_kernel
+from ._validation import as_array, as_kernel, is_dask_array
 
 __all__ = ["deconvolve", "DeconvolutionResult", "estimate_noise_std", "SOLVERS"]
 
@@ -1043,7 +1043,7 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
     >>> bool(rms(result.x) < rms(y))
     True
     """
-    if type(y).__module__.split(".")[0] == "dask":
+    if is_dask_array(y):
         from ._dask import deconvolve_dask
         return deconvolve_dask(y, kernel, mode=mode, boundary=boundary, correlate=correlate,
                                solver=solver, damp=damp, noise_std=noise_std,

@@ -200,6 +200,8 @@ class SpectralOperator(ShapedOperator):
 
 
 def _damp(damp) -> float:
+    if isinstance(damp, np.ndarray) and damp.ndim == 0:  # np.array(0.1): its number
+        damp = damp[()]
     if isinstance(damp, (bool, np.bool_)) or not isinstance(damp, (int, float, np.number)):
         raise TypeError(f"`damp` must be a non-negative number; got {damp!r}")
     if not np.isfinite(damp) or damp < 0 or np.iscomplexobj(damp):

@@ -11,7 +11,8 @@ from ._display import operator_html
 from ._engines import make_engine
 from ._geometry import Geometry
 from ._sparse import correlation_weights
-from ._validation import as_array, as_format, as_kernel, as_method, check_memory
+from ._validation import (as_array, as_format, as_kernel, as_method, check_memory,
+                          is_dask_array)
 
 __all__ = ["ShapedOperator", "GeometryOperator", "ConvolutionOperator", "operator_dtype"]
 
@@ -126,6 +127,34 @@ class ShapedOperator(LinearOperator, metaclass=_Frozen):
         y = self._backward(x) if adjoint else self._forward(x)
         return y.reshape(batch, out_size)
 
+    # scipy's matvec, matmat and dot take np.asarray of a dask array (computing it); a dask
+    # array of flat vectors goes through `apply` instead and stays lazy
+    def _flat_dask(self, x, adjoint: bool):
+        op, shape = (self.H, self.output_shape) if adjoint else (self, self.input_shape)
+        n = math.prod(shape)
+        if x.ndim not in (1, 2) or x.shape[0] != n:
+            raise ValueError(f"dimension mismatch: `x` must have shape ({n},) or ({n}, k); got "
+                             f"{x.shape}")
+        if x.ndim == 1:
+            return op.apply(x.reshape(shape)).reshape(-1)
+        k = x.shape[1]
+        return op.apply(x.T.reshape((k,) + tuple(shape))).reshape(k, -1).T
+
+    def dot(self, x):
+        return self._flat_dask(x, False) if is_dask_array(x) else super().dot(x)
+
+    def matvec(self, x):
+        return self._flat_dask(x, False) if is_dask_array(x) else super().matvec(x)
+
+    def matmat(self, X):
+        return self._flat_dask(X, False) if is_dask_array(X) else super().matmat(X)
+
+    def rmatvec(self, x):
+        return self._flat_dask(x, True) if is_dask_array(x) else super().rmatvec(x)
+
+    def rmatmat(self, X):
+        return self._flat_dask(X, True) if is_dask_array(X) else super().rmatmat(X)
+
     def _matvec(self, x):
         return self._run(np.asarray(x).reshape(1, -1), self.input_shape, False)[0]
 
@@ -144,7 +173,7 @@ class ShapedOperator(LinearOperator, metaclass=_Frozen):
         The result dtype is ``np.result_type(x, self.dtype)``.  A dask array gives
         a lazy dask array with the same values (see :doc:`/larger_than_memory`).
         """
-        if type(x).__module__.partition(".")[0] == "dask":  # detected without importing dask
+        if is_dask_array(x):
             from ._dask import apply as apply_dask
             return apply_dask(self, x)
         x = as_array(x)

@@ -270,3 +270,8 @@ def check_memory(nbytes: int, what, advice: str = MATRIX_ADVICE) -> None:
             f"{what} needs about {nbytes / 2**30:.1f} GiB but only "
             f"{available / 2**30:.1f} GiB is available; {advice}"
         )
+
+
+def is_dask_array(x) -> bool:
+    """True for a dask array, detected without importing dask."""
+    return type(x).__module__.partition(".")[0] == "dask"

@@ -603,6 +603,53 @@ def test_noise_std_unused_warns_on_both_backends(kwargs):
         assert result.noise_std is None
 
 
+@pytest.mark.parametrize("change,match", [
+    (lambda y, kw: (y, dict(kw, maxiter=True)), "`maxiter` must be a positive integer"),
+    (lambda y, kw: (y, dict(kw, preconditioner=None)), "does not use `preconditioner`"),
+    (lambda y, kw: (np.where(kw["weights"] == 0, np.nan, y), kw), "`y` must be finite"),
+])
+def test_rl_refuses_what_the_in_memory_deconvolve_refuses(change, match):
+    rng = np.random.default_rng(17)
+    w = np.ones((16, 16))
+    w[4, 4] = 0
+    y, kwargs = change(rng.poisson(20, (16, 16)).astype(float), dict(weights=w, maxiter=3))
+    for data in (y, da.from_array(y, chunks=8)):
+        with pytest.raises(ValueError, match=match):
+            linconv.deconvolve(data, np.ones((3, 3)) / 9, solver="rl", **kwargs)
+    x = linconv.deconvolve(da.from_array(y, chunks=8), np.ones((3, 3)) / 9, solver="rl",
+                           maxiter=3, tol=np.float32(1e-3)) if match.startswith("`max") else None
+    assert x is None or x.iterations == 3  # numpy floats are numbers
+
+
+def test_a_zero_dimensional_damp_is_a_number():
+    y = np.random.default_rng(18).random((12, 12))
+    for data in (y, da.from_array(y, chunks=6)):
+        result = linconv.deconvolve(data, np.ones((3, 3)) / 9, damp=np.array(0.1), maxiter=3)
+        assert result.damp == 0.1
+
+
+def test_matvec_and_matmul_of_dask_vectors_stay_lazy():
+    """scipy's matvec and ``@`` would compute a dask array into memory: they go through
+    `apply` and return dask arrays, equal to the dense matrix's products."""
+    rng = np.random.default_rng(19)
+    kernel = rng.standard_normal((3, 4))
+    op = linconv.ConvolutionOperator(kernel, (9, 8), "valid", boundary="reflect")
+    dense = op.toarray()
+    v, V = rng.standard_normal(72), rng.standard_normal((72, 3))
+    u, U = rng.standard_normal(op.shape[0]), rng.standard_normal((op.shape[0], 2))
+    for got, expected in ((op @ da.from_array(v, chunks=20), dense @ v),
+                          (op.matvec(da.from_array(v, chunks=20)), dense @ v),
+                          (op.dot(da.from_array(V, chunks=(20, 2))), dense @ V),
+                          (op.matmat(da.from_array(V, chunks=(20, 2))), dense @ V),
+                          (op.rmatvec(da.from_array(u, chunks=7)), dense.T @ u),
+                          (op.rmatmat(da.from_array(U, chunks=7)), dense.T @ U),
+                          (op.H @ da.from_array(u, chunks=7), dense.T @ u)):
+        assert isinstance(got, da.Array)
+        np.testing.assert_allclose(got.compute(), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        op @ da.ones(71)
+
+
 def test_local_cluster_processes():
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(8)

@@ -128,10 +128,12 @@ def _dense_cg(N, b, iterations, x0=None):
     return x
 
 
-@pytest.mark.parametrize("mode, start, weighted", [("valid", None, False),
-                                                   ("same", "x0", False),
-                                                   ("same", None, True)])
-def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start, weighted):
+@pytest.mark.parametrize("mode, start, weighted, boundary", [("valid", None, False, "zero"),
+                                                             ("same", "x0", False, "zero"),
+                                                             ("same", None, True, "zero"),
+                                                             ("same", None, True, "reflect"),
+                                                             ("full", "x0", False, "edge")])
+def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start, weighted, boundary):
     """The passes of the iterates on disk compute the iterates of the one pass in memory,
     and both those of a textbook CG on the dense normal equations (from zero: the first
     update reads x from its task's input, the rest from the stores; from x0: all of them
@@ -140,10 +142,10 @@ def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start, weighted):
     kernel = rng.random((5, 5))
     kernel /= kernel.sum()
     shape = (24, 22)
-    case = Case(shape, (5, 5), mode, "zero")
+    case = Case(shape, (5, 5), mode, boundary)
     A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape)
     y = A @ rng.random(A.shape[1])
-    out_shape = shape if mode == "same" else (20, 18)
+    out_shape = {"same": shape, "valid": (20, 18), "full": (28, 26)}[mode]
     w = rng.uniform(0.2, 2.0, y.size) if weighted else np.ones(y.size)
     damp, iterations = 0.5, 6
     x0 = rng.random(A.shape[1]) if start else None
@@ -155,7 +157,8 @@ def test_cg_on_disk_equals_cg_in_memory(tmp_path, mode, start, weighted):
                               "linconv.temporary-directory": str(tmp_path)}):
             weights = da.from_array(w.reshape(out_shape), chunks=(7, 9)) if weighted else None
             result = deconvolve_dask(da.from_array(y.reshape(out_shape), chunks=(12, 10)),
-                                     kernel, mode=mode, damp=damp, solver="cg", tol=1e-14,
+                                     kernel, mode=mode, boundary=boundary, damp=damp,
+                                     solver="cg", tol=1e-14,
                                      maxiter=iterations, weights=weights, x0=None if x0 is None
                                      else da.from_array(x0.reshape(shape), chunks=(12, 10)))
             assert f"iterates {'on disk' if where == 'disk' else 'in memory'}" in result.message
@@ -288,15 +291,59 @@ def test_normal_operator_in_one_stencil(tmp_path, shape, kernel_shape, mode, dil
         assert dot == pytest.approx(np.vdot(v.ravel(), expected).real, rel=tol)
 
 
+@pytest.mark.parametrize("boundary", ["reflect", "symmetric", "edge", "wrap"])
+@pytest.mark.parametrize("shape, kernel_shape, mode, dilation, chunks, dtype, weighted, damp", [
+    ((23,), (5,), "same", 1, 7, np.float64, False, 0.0),  # a last chunk thinner than the halo
+    ((23,), (4,), "full", 1, 6, np.float64, True, 0.3),
+    ((23,), (3,), "same", 2, 8, np.complex128, False, 0.1),
+    ((8,), (5,), "same", 1, 8, np.float64, True, 0.0),  # one block: every margin inside
+    ((17, 19), (3, 4), "same", 1, (6, 7), np.float32, False, 0.0),
+    ((17, 19), (3, 3), "full", 1, ((6, 6, 5), (19,)), np.float64, True, 0.2),
+    ((18, 20), (4, 4), "same", (2, 1), ((9, 9), (10, 10)), np.complex64, False, 0.2),
+    ((9, 10, 10), (3, 2, 3), "same", 1, (5, 5, 5), np.float64, True, 0.5),
+])
+def test_normal_operator_in_one_stencil_with_boundary_rules(
+        tmp_path, boundary, shape, kernel_shape, mode, dilation, chunks, dtype, weighted, damp):
+    """With a boundary rule the edge blocks extend their window by it, run ``L``, the
+    weights and ``L^H``, and add the margins back onto the samples they copy: ``P^H C^H W
+    C P v + damp^2 v`` of the oracle's matrix (np.pad and scipy), where the margins copy
+    samples of their own edge block; elsewhere (wrap over several blocks) two stencils."""
+    from linconv._dask import ChunkedCorrelation, _fused_normal, _one_stencil_normal
+    rng = np.random.default_rng(8)
+    kernel = random_array(rng, kernel_shape, dtype)
+    case = Case(shape, kernel_shape, mode, boundary, 1, dilation)
+    A = dense_by_columns(lambda e: oracle_convolve(e, kernel, case), int(np.prod(shape)), shape,
+                         dtype)
+    op = linconv.ConvolutionOperator(kernel, shape, mode, boundary=boundary, dilation=dilation)
+    v = random_array(rng, shape, dtype)
+    w = rng.uniform(0.2, 2.0, op.output_shape) if weighted else np.ones(op.output_shape)
+    kept = _kept(tmp_path, w, 4)[0] if weighted else None
+    chunked = ChunkedCorrelation.of(op)[0]
+    vd = da.from_array(v, chunks=chunks)
+    # np.pad's margins: one stencil exactly where they copy samples of their own edge block
+    local = True
+    for n, ax, c in zip(shape, op.geometry.axes, vd.chunks):
+        source = np.pad(np.arange(n), (ax.lo, ax.hi), mode=boundary)
+        local &= bool(np.all(source[:ax.lo] < c[0]) and np.all(source[ax.lo + n:] >= n - c[-1]))
+    assert _one_stencil_normal(chunked, vd, kept) == local
+    if not local:
+        return
+    expected = A.conj().T @ (w.ravel() * (A @ v.ravel())) + damp**2 * v.ravel()
+    tol = 1e-5 if np.dtype(dtype).itemsize * (1 + (np.dtype(dtype).kind != "c")) <= 8 else 1e-12
+    got = _fused_normal(chunked, vd, kept, damp**2).compute()
+    np.testing.assert_allclose(got.ravel(), expected, rtol=0, atol=tol * np.abs(expected).max())
+
+
 def test_normal_operator_in_two_stencils_elsewhere(tmp_path):
-    """Where one stencil does not apply (a boundary rule, weights in memory, interior
+    """Where one stencil does not apply (wrap over blocks, weights in memory, interior
     chunks thinner than the halo), the solver's two stencils run instead."""
     from linconv._dask import ChunkedCorrelation, _one_stencil_normal
     kernel = np.ones((5, 5)) / 25
     v = da.ones((20, 20), chunks=10)
     chunked = lambda **options: ChunkedCorrelation.of(
         linconv.ConvolutionOperator(kernel, (20, 20), "same", **options))[0]
-    assert not _one_stencil_normal(chunked(boundary="reflect"), v, None)
+    assert not _one_stencil_normal(chunked(boundary="wrap"), v, None)  # margins: far blocks
+    assert _one_stencil_normal(chunked(boundary="reflect"), v, None)
     assert not _one_stencil_normal(chunked(stride=2), v, None)
     assert not _one_stencil_normal(chunked(), v, da.ones((20, 20), chunks=10))
     assert not _one_stencil_normal(chunked(), v.rechunk(((10, 3, 7), 10)), None)
