@@ -776,7 +776,8 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
 
     A stack of frames (``y.ndim > kernel.ndim``) runs the in-memory
     :func:`linconv.deconvolve` on every frame in parallel (any of its
-    solvers and options but `callback` and `progress`, checked at the call;
+    solvers and options but `callback` and `progress`, checked at the call,
+    the values of `y` and per-frame arrays by the frames' tasks, at compute;
     `damp` one per frame or for all; `weights`, `background` and `x0` per
     frame or one for all); `x`, and `damp`, `iterations`, `converged` and
     `noise_std` (NaN: not used; one per frame) are then lazy dask arrays:
@@ -843,10 +844,10 @@ def deconvolve_dask(y, kernel, *, mode="same", boundary="zero", correlate=False,
     y = y.astype(dtype)
     w = None
     if weights is not None:
-        w = weights if is_dask_array(weights) else da.from_array(np.asarray(weights),
-                                                                  chunks=y.chunks)
+        w = weights if is_dask_array(weights) else np.asarray(weights)
         if w.shape != y.shape:
             raise ValueError(f"`weights` must have the shape of `y` {y.shape}; got {w.shape}")
+        w = w if is_dask_array(w) else da.from_array(w, chunks=y.chunks)
         if w.dtype.kind not in "biuf":
             raise ValueError("`weights` must be finite, real and non-negative (0 marks a "
                              "missing sample)")
@@ -1154,7 +1155,7 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     if x0 is not None:
         start["x"] = x0.rechunk(rhs.chunks)
     start["r"] = rhs if x0 is None else rhs - normal(start["x"])
-    checks = _data_checks(y, w)  # the in-memory deconvolve's checks, in the same pass
+    checks = _data_checks(y, w, x0)  # the in-memory deconvolve's checks, in the same pass
     products = checks + ([_dot(rhs)] if x0 is not None else [])
     state, values = with_normal(start, products, start["r"], dots=[("r", start["r"])])
     _raise_data_checks(values[:len(checks)], w is not None)
@@ -1214,11 +1215,11 @@ def _cgls(op, y, w, background, damp, maxiter, tol, x0, callback, progress):
     return state["x"], norms, k, bool(converged), store.describe()
 
 
-def _data_checks(y, w):
-    """Lazy counts of what the in-memory deconvolve refuses: non-finite `y`; non-finite
-    or negative weights, and the largest weight (all zero: nothing observed)."""
+def _data_checks(y, w, x0):
+    """Lazy counts of what the in-memory deconvolve refuses: non-finite `y` and `x0`;
+    non-finite or negative weights, and the largest weight (all zero: nothing observed)."""
     da = _da()
-    checks = [(~da.isfinite(y)).sum()]
+    checks = [(~da.isfinite(y)).sum(), 0 if x0 is None else (~da.isfinite(x0)).sum()]
     if w is not None:
         checks += [(~da.isfinite(w) | (w < 0)).sum(), w.max()]
     return checks
@@ -1227,10 +1228,12 @@ def _data_checks(y, w):
 def _raise_data_checks(values, weighted):
     if values[0]:
         raise ValueError("`y` must be finite; it contains NaN or inf")
-    if weighted and values[1]:
+    if values[1]:
+        raise ValueError("`x0` must be finite; it contains NaN or inf")
+    if weighted and values[2]:
         raise ValueError("`weights` must be finite, real and non-negative (0 marks a "
                          "missing sample)")
-    if weighted and not values[2] > 0:
+    if weighted and not values[3] > 0:
         raise ValueError("`weights` are all zero: no sample is observed")
 
 
@@ -1928,10 +1931,19 @@ def _deconvolve_frames(y, kernel, options, result_type):
     batch = y.shape[:nf]
     damps = None
     if not isinstance(options["damp"], str) and np.ndim(options["damp"]):
-        damps = np.broadcast_to(np.asarray(options["damp"], float), batch)  # one per frame
-    given = {key: value for key, value in options.items()
-             if key not in per_frame and (key == "damp" or not _is_default(key, value))}
+        try:
+            damps = np.broadcast_to(np.asarray(options["damp"], float), batch)  # one per frame
+        except ValueError:
+            raise ValueError(f"`damp` must be a number or one per frame, shaped like the "
+                             f"stack's leading axes {batch}; got shape "
+                             f"{np.shape(options['damp'])}") from None
     solver = _frames_solver(kernel, frame_shape, image, options)
+    from ._deconvolve import _noise_std_used
+    damp = None if isinstance(options["damp"], str) else options["damp"]
+    unused = not _noise_std_used(options["noise_std"], damp, solver, stacklevel=5)
+    given = {key: value for key, value in options.items()
+             if key not in per_frame and (key == "damp" or not _is_default(key, value))
+             and not (key == "noise_std" and unused)}  # warned here, once
     complex_ = y.dtype.kind == "c" or kernel.dtype.kind == "c"
     pack = np.complex128 if complex_ else np.float64
     packed = da.map_blocks(

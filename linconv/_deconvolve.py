@@ -1069,6 +1069,8 @@ def deconvolve(y, kernel, *, mode="same", boundary="zero", correlate=False, solv
     setup = _Setup(kernel, frame_shape, options)
     if x0 is not None:
         x0 = as_array(x0, "x0")
+        if not np.all(np.isfinite(x0)):
+            raise ValueError("`x0` must be finite; it contains NaN or inf")
         if x0.shape != setup.op.input_shape:
             raise ValueError(f"`x0` must have the image's shape {setup.op.input_shape}; got "
                              f"{x0.shape}")

@@ -650,6 +650,30 @@ def test_matvec_and_matmul_of_dask_vectors_stay_lazy():
         op @ da.ones(71)
 
 
+def test_the_errors_of_shapes_x0_and_per_frame_options():
+    import warnings
+    rng = np.random.default_rng(20)
+    k = np.ones((3, 3)) / 9
+    y = rng.random((12, 11))
+    with pytest.raises(ValueError, match=r"`weights` must have the shape of `y` \(12, 11\)"):
+        deconvolve_dask(da.from_array(y, chunks=5), k, damp=0.1, weights=np.ones((12, 10)))
+    x0 = np.zeros((12, 11))
+    x0[3, 4] = np.nan
+    for data in (y, da.from_array(y, chunks=5)):
+        with pytest.raises(ValueError, match="`x0` must be finite"):
+            linconv.deconvolve(data, k, damp=0.1, solver="cg", x0=x0, maxiter=3)
+    stack = da.from_array(rng.random((3, 12, 11)), chunks=(1, 12, 11))
+    with pytest.raises(ValueError, match=r"`damp` must be a number or one per frame, shaped "
+                                         r"like the stack's leading axes \(3,\)"):
+        deconvolve_dask(stack, k, damp=np.array([0.1, 0.2]))
+    with pytest.warns(UserWarning, match="`noise_std` is used only") as seen:
+        result = linconv.deconvolve(stack, k, damp=0.1, noise_std=0.5, solver="cg", maxiter=3)
+    assert len(seen) == 1 and seen[0].filename == __file__  # at the call, pointing here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none more from the frames' tasks
+        result.x.compute()
+
+
 def test_local_cluster_processes():
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(8)
