@@ -1409,9 +1409,8 @@ def _padded_window(ax, chunks, j):
     b1 = b0 + chunks[j]
     w0 = b0 - (min(h, chunks[j - 1]) if j > 0 else 0)
     w1 = b1 + (min(h, chunks[j + 1]) if j < len(chunks) - 1 else 0)
-    j0 = ax.lo + b0 if j > 0 else 0  # the margins belong to the edge blocks
-    j1 = ax.lo + b1 if j < len(chunks) - 1 else ax.padded_length
-    return (b0, b1), (w0, w1), (max(j0 - h, 0), min(j1 + h, ax.padded_length)), (j0, j1)
+    own, read = ax.block_positions(b0, b1, j == 0, j == len(chunks) - 1)
+    return (b0, b1), (w0, w1), read, own
 
 
 def _margins_local(ax, boundary, chunks) -> bool:

@@ -115,6 +115,16 @@ class AxisGeometry:
         s = self.stride
         return -(-(start - self.span + 1 + self.lo) // s), -(-(stop + self.lo) // s)
 
+    def block_positions(self, start: int, stop: int, first: bool, last: bool):
+        """For a block of inputs ``[start, stop)`` (`first` / `last` along the axis): the
+        padded positions ``[j0, j1)`` that are its own (its samples, and the margins at
+        the ends of the axis for the first and last blocks), and ``[p0, p1)``, those
+        that the outputs reading ``[j0, j1)`` read (stride 1)."""
+        h = self.span - 1
+        j0 = 0 if first else self.lo + start
+        j1 = self.padded_length if last else self.lo + stop
+        return (j0, j1), (max(j0 - h, 0), min(j1 + h, self.padded_length))
+
     def columns(self, boundary: str, outputs: np.ndarray | None = None) -> np.ndarray:
         """Input index read by tap ``j`` for output ``i`` (``-1``: zero); shape (outputs, k)."""
         return self.extension_index(self.tap_positions(outputs), boundary)

@@ -131,3 +131,22 @@ def test_outputs_meeting_an_input_range(n, k, mode, stride, dilation):
             rows = np.flatnonzero(A[:, start:stop].any(axis=1))
             o0, o1 = ax.outputs_meeting(start, stop)
             assert (max(o0, 0), min(o1, ax.n_out)) == (rows[0], rows[-1] + 1)
+
+
+@pytest.mark.parametrize("n, k, mode, dilation", [
+    (11, 3, "same", 1), (11, 4, "same", 2), (11, 3, "valid", 1), (9, 5, "full", 1),
+    (7, 2, (3, 1), 2)])
+def test_block_positions(n, k, mode, dilation):
+    """A block's own padded positions are those np.pad's "edge" margins copy from it (its
+    samples, and the margins at the axis's ends for the first and last blocks); the
+    positions read are the windows of the outputs that read its own (stride 1)."""
+    ax = Geometry.from_args((k,), (n,), mode, "zero", 1, dilation).axes[0]
+    source = np.pad(np.arange(n), (ax.lo, ax.hi), mode="edge")
+    for start in range(n):
+        for stop in range(start + 1, n + 1):
+            (j0, j1), (p0, p1) = ax.block_positions(start, stop, start == 0, stop == n)
+            own = np.flatnonzero((source >= start) & (source < stop))
+            assert (j0, j1) == (own[0], own[-1] + 1)
+            windows = [np.arange(o, o + ax.span) for o in range(ax.n_out)]
+            read = np.concatenate([w for w in windows if np.any((w >= j0) & (w < j1))])
+            assert (p0, p1) == (read.min(), read.max() + 1)
