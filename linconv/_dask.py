@@ -1481,7 +1481,7 @@ def _normal_block(op, autocorrelation, chunks, w, d2, out, block, block_id=None)
         outputs.append(ax.outputs_meeting(start, start + c[j]))
     own = tuple(slice(c.start - p[0], c.stop - p[0]) for c, p in zip(crop, pads))  # in block
     windows = [_padded_window(ax, c, j) for ax, c, j in zip(g.axes, chunks, block_id)]
-    if g.boundary != "zero" and any(p0 < ax.lo or p1 > ax.lo + ax.n
+    if g.boundary != "zero" and any(ax.is_margin(np.arange(p0, p1)).any()
                                     for ax, (_, _, (p0, p1), _) in zip(g.axes, windows)):
         normal = _normal_with_margins(op, w, block, windows, dtype)
     else:
@@ -1537,11 +1537,12 @@ def _normal_with_margins(op, w, block, windows, dtype):
                        [(p0, p1 - ax.span + 1) for ax, (_, _, (p0, p1), _) in zip(g.axes, windows)],
                        g.axes)
     z = local.H.apply(z)
-    for a, (ax, q, s, ((b0, b1), _, (p0, _), _)) in enumerate(zip(g.axes, positions, sources,
-                                                                  windows)):
-        identity = slice(ax.lo + b0 - p0, ax.lo + b1 - p0)
-        margins = np.nonzero(((q < ax.lo) | (q >= ax.lo + ax.n)) & (s >= b0) & (s < b1))[0]
-        folded = np.array(z[(slice(None),) * a + (identity,)])
+    for a, (ax, q, s, ((b0, b1), _, _, _)) in enumerate(zip(g.axes, positions, sources,
+                                                            windows)):
+        copies, margin = (s >= b0) & (s < b1), ax.is_margin(q)
+        own = np.flatnonzero(copies & ~margin)  # the block's samples, in order: a slice
+        margins = np.flatnonzero(copies & margin)
+        folded = np.array(z[(slice(None),) * a + (slice(own[0], own[-1] + 1),)])
         if margins.size:
             np.add.at(folded, (slice(None),) * a + (s[margins] - b0,),
                       np.take(z, margins, axis=a))

@@ -115,6 +115,11 @@ class AxisGeometry:
         s = self.stride
         return -(-(start - self.span + 1 + self.lo) // s), -(-(stop + self.lo) // s)
 
+    def is_margin(self, positions: np.ndarray) -> np.ndarray:
+        """Whether each padded position is in a margin (outside the input's copy)."""
+        positions = np.asarray(positions)
+        return (positions < self.lo) | (positions >= self.lo + self.n)
+
     def block_positions(self, start: int, stop: int, first: bool, last: bool):
         """For a block of inputs ``[start, stop)`` (`first` / `last` along the axis): the
         padded positions ``[j0, j1)`` that are its own (its samples, and the margins at

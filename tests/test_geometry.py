@@ -142,6 +142,8 @@ def test_block_positions(n, k, mode, dilation):
     positions read are the windows of the outputs that read its own (stride 1)."""
     ax = Geometry.from_args((k,), (n,), mode, "zero", 1, dilation).axes[0]
     source = np.pad(np.arange(n), (ax.lo, ax.hi), mode="edge")
+    margins = np.pad(np.zeros(n, bool), (ax.lo, ax.hi), constant_values=True)
+    np.testing.assert_array_equal(ax.is_margin(np.arange(ax.padded_length)), margins)
     for start in range(n):
         for stop in range(start + 1, n + 1):
             (j0, j1), (p0, p1) = ax.block_positions(start, stop, start == 0, stop == n)
